@@ -1,0 +1,1 @@
+"""The platform's capabilities, one ComponentResource each."""

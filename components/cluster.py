@@ -1,0 +1,261 @@
+"""The EKS cluster: control plane, IRSA, add-ons, system and GPU managed node groups, Kubernetes provider."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+
+from components import labels
+from components.config import ClusterConfig, GpuNodeGroupConfig
+from components.iam import Oidc, irsa_role, service_trust_policy
+
+MANAGED_POLICY = "arn:aws:iam::aws:policy/"
+CLUSTER_ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+
+# vpc-cni enforces Kubernetes NetworkPolicies only with this switch; tenancy's isolation depends on it.
+VPC_CNI_CONFIGURATION = {"enableNetworkPolicy": "true"}
+
+
+@dataclass(frozen=True)
+class ClusterArgs:
+    config: ClusterConfig
+    cluster_name: str
+    vpc_id: pulumi.Input[str]
+    private_subnet_ids: pulumi.Input[list[str]]
+    protect_data: bool
+
+
+class Cluster(pulumi.ComponentResource):
+    cluster_name: pulumi.Output[str]
+    endpoint: pulumi.Output[str]
+    oidc_provider_arn: pulumi.Output[str]
+    oidc_issuer_url: pulumi.Output[str]
+    cluster_security_group_id: pulumi.Output[str]
+    node_role_arn: pulumi.Output[str]
+    node_role_name: pulumi.Output[str]
+    kubeconfig: pulumi.Output[str]
+    gpu_node_group_names: list[str]
+    oidc: Oidc
+    provider: k8s.Provider
+
+    def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("mlops:cluster:Cluster", name, None, opts)
+        cfg = args.config
+        child = pulumi.ResourceOptions(parent=self)
+        data = pulumi.ResourceOptions(parent=self, protect=args.protect_data)
+
+        secrets_key = aws.kms.Key(
+            f"{name}-secrets",
+            description=f"Envelope encryption of Kubernetes secrets in EKS cluster {args.cluster_name}",
+            enable_key_rotation=True,
+            deletion_window_in_days=30,
+            opts=data,
+        )
+        # Created before the cluster so EKS writes into a group whose retention we own.
+        log_group = aws.cloudwatch.LogGroup(
+            f"{name}-control-plane",
+            name=f"/aws/eks/{args.cluster_name}/cluster",
+            retention_in_days=cfg.log_retention_days,
+            opts=child,
+        )
+        cluster_role = aws.iam.Role(f"{name}-control-plane", assume_role_policy=service_trust_policy("eks.amazonaws.com"),
+                                    opts=child)
+        aws.iam.RolePolicyAttachment(f"{name}-control-plane", role=cluster_role.name,
+                                     policy_arn=MANAGED_POLICY + "AmazonEKSClusterPolicy", opts=child)
+
+        cluster = aws.eks.Cluster(
+            f"{name}-eks",
+            name=args.cluster_name,
+            version=cfg.kubernetes_version,
+            role_arn=cluster_role.arn,
+            vpc_config=aws.eks.ClusterVpcConfigArgs(
+                subnet_ids=args.private_subnet_ids,
+                endpoint_private_access=True,
+                endpoint_public_access=cfg.endpoint_public_access,
+                public_access_cidrs=list(cfg.public_access_cidrs) if cfg.endpoint_public_access else None,
+            ),
+            access_config=aws.eks.ClusterAccessConfigArgs(
+                authentication_mode="API",
+                # The identity running `pulumi up` must be able to create the Kubernetes objects below.
+                bootstrap_cluster_creator_admin_permissions=True,
+            ),
+            encryption_config=aws.eks.ClusterEncryptionConfigArgs(
+                provider=aws.eks.ClusterEncryptionConfigProviderArgs(key_arn=secrets_key.arn),
+                resources=["secrets"],
+            ),
+            enabled_cluster_log_types=list(cfg.log_types),
+            # The add-ons are declared below with our settings; EKS's unmanaged defaults would shadow them.
+            bootstrap_self_managed_addons=False,
+            deletion_protection=args.protect_data,
+            tags={labels.DISCOVERY_TAG: args.cluster_name},
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[log_group]),
+        )
+        issuer = cluster.identities.apply(lambda ids: ids[0].oidcs[0].issuer)
+        oidc_provider = aws.iam.OpenIdConnectProvider(
+            f"{name}-oidc", url=issuer, client_id_lists=["sts.amazonaws.com"], opts=child,
+        )
+        oidc = Oidc(provider_arn=oidc_provider.arn, issuer_url=issuer)
+
+        for i, principal in enumerate(cfg.admin_role_arns):
+            entry = aws.eks.AccessEntry(f"{name}-admin-{i}", cluster_name=cluster.name, principal_arn=principal,
+                                        type="STANDARD", opts=child)
+            aws.eks.AccessPolicyAssociation(
+                f"{name}-admin-{i}",
+                cluster_name=cluster.name,
+                principal_arn=entry.principal_arn,
+                policy_arn=CLUSTER_ADMIN_POLICY,
+                access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
+                opts=child,
+            )
+
+        node_role = aws.iam.Role(f"{name}-node", assume_role_policy=service_trust_policy("ec2.amazonaws.com"),
+                                 opts=child)
+        for policy in ("AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryReadOnly",
+                       "AmazonSSMManagedInstanceCore"):
+            aws.iam.RolePolicyAttachment(f"{name}-node-{policy}", role=node_role.name,
+                                         policy_arn=MANAGED_POLICY + policy, opts=child)
+
+        # vpc-cni first: nodes only become Ready once the CNI runs.
+        vpc_cni_role = irsa_role(f"{name}-vpc-cni", oidc, "kube-system", "aws-node", self,
+                                 [MANAGED_POLICY + "AmazonEKS_CNI_Policy"])
+        vpc_cni = self._addon(name, cluster, cfg, "vpc-cni", VPC_CNI_CONFIGURATION, vpc_cni_role.arn)
+        kube_proxy = self._addon(name, cluster, cfg, "kube-proxy")
+
+        system_nodes = aws.eks.NodeGroup(
+            f"{name}-system",
+            cluster_name=cluster.name,
+            node_group_name="system",
+            node_role_arn=node_role.arn,
+            subnet_ids=args.private_subnet_ids,
+            instance_types=list(cfg.system_nodes.instance_types),
+            capacity_type=cfg.system_nodes.capacity_type,
+            ami_type="AL2023_x86_64_STANDARD",
+            disk_size=cfg.system_nodes.disk_gib,
+            scaling_config=aws.eks.NodeGroupScalingConfigArgs(
+                min_size=cfg.system_nodes.min_size,
+                desired_size=cfg.system_nodes.desired_size,
+                max_size=cfg.system_nodes.max_size,
+            ),
+            update_config=aws.eks.NodeGroupUpdateConfigArgs(max_unavailable=1),
+            labels={labels.NODE_ROLE: "system"},
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[vpc_cni, kube_proxy],
+                                        ignore_changes=["scalingConfig.desiredSize"]),
+        )
+        for group in cfg.gpu_node_groups:
+            self._gpu_node_group(name, cluster, node_role, args, group, [vpc_cni, kube_proxy])
+        self.gpu_node_group_names = [g.name for g in cfg.gpu_node_groups]
+
+        needs_nodes = pulumi.ResourceOptions(parent=self, depends_on=[system_nodes])
+        self._addon(name, cluster, cfg, "coredns", opts=needs_nodes)
+        ebs_role = irsa_role(f"{name}-ebs-csi", oidc, "kube-system", "ebs-csi-controller-sa", self,
+                             [MANAGED_POLICY + "service-role/AmazonEBSCSIDriverPolicy"])
+        ebs_csi = self._addon(name, cluster, cfg, "aws-ebs-csi-driver", None, ebs_role.arn, opts=needs_nodes)
+
+        self.cluster_name = cluster.name
+        self.endpoint = cluster.endpoint
+        self.oidc_provider_arn = oidc_provider.arn
+        self.oidc_issuer_url = issuer
+        self.cluster_security_group_id = cluster.vpc_config.cluster_security_group_id
+        self.node_role_arn = node_role.arn
+        self.node_role_name = node_role.name
+        self.kubeconfig = pulumi.Output.all(cluster.name, cluster.endpoint, cluster.certificate_authority.data).apply(
+            lambda a: kubeconfig(*a, region=aws.config.region))
+        self.provider = k8s.Provider(
+            f"{name}-k8s",
+            kubeconfig=self.kubeconfig,
+            enable_server_side_apply=True,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[system_nodes, ebs_csi]),
+        )
+        k8s.storage.v1.StorageClass(
+            f"{name}-gp3",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name="gp3", annotations={"storageclass.kubernetes.io/is-default-class": "true"}),
+            provisioner="ebs.csi.aws.com",
+            parameters={"type": "gp3", "encrypted": "true", "fsType": "ext4"},
+            volume_binding_mode="WaitForFirstConsumer",
+            allow_volume_expansion=True,
+            reclaim_policy="Retain" if args.protect_data else "Delete",
+            opts=pulumi.ResourceOptions(parent=self, provider=self.provider),
+        )
+        self.oidc = oidc
+        self.register_outputs({
+            "cluster_name": self.cluster_name,
+            "endpoint": self.endpoint,
+            "oidc_provider_arn": self.oidc_provider_arn,
+            "oidc_issuer_url": self.oidc_issuer_url,
+            "cluster_security_group_id": self.cluster_security_group_id,
+            "node_role_arn": self.node_role_arn,
+            "node_role_name": self.node_role_name,
+            "kubeconfig": pulumi.Output.secret(self.kubeconfig),
+            "gpu_node_group_names": self.gpu_node_group_names,
+        })
+
+    def _addon(self, name: str, cluster: aws.eks.Cluster, cfg: ClusterConfig, addon: str,
+               configuration: dict | None = None, role_arn: pulumi.Input[str] | None = None,
+               opts: pulumi.ResourceOptions | None = None) -> aws.eks.Addon:
+        # Pinned in config where set; otherwise the version EKS names as default for this Kubernetes version,
+        # which only changes with `kubernetesVersion` (a preview shows it).
+        version = cfg.addon_versions.get(addon) or aws.eks.get_addon_version_output(
+            addon_name=addon, kubernetes_version=cfg.kubernetes_version, most_recent=False,
+            opts=pulumi.InvokeOutputOptions(parent=self),
+        ).version
+        return aws.eks.Addon(
+            f"{name}-{addon}",
+            cluster_name=cluster.name,
+            addon_name=addon,
+            addon_version=version,
+            configuration_values=json.dumps(configuration) if configuration else None,
+            service_account_role_arn=role_arn,
+            resolve_conflicts_on_create="OVERWRITE",
+            resolve_conflicts_on_update="OVERWRITE",
+            opts=opts or pulumi.ResourceOptions(parent=self),
+        )
+
+    def _gpu_node_group(self, name: str, cluster: aws.eks.Cluster, node_role: aws.iam.Role, args: ClusterArgs,
+                        group: GpuNodeGroupConfig, depends_on: list[pulumi.Resource]) -> aws.eks.NodeGroup:
+        return aws.eks.NodeGroup(
+            f"{name}-gpu-{group.name}",
+            cluster_name=cluster.name,
+            node_group_name=f"gpu-{group.name}",
+            node_role_arn=node_role.arn,
+            subnet_ids=args.private_subnet_ids,
+            instance_types=list(group.instance_types),
+            capacity_type=group.capacity_type,
+            # The EKS NVIDIA AMI ships the driver and container toolkit.
+            ami_type="AL2023_x86_64_NVIDIA",
+            disk_size=group.disk_gib,
+            scaling_config=aws.eks.NodeGroupScalingConfigArgs(
+                min_size=group.min_size, desired_size=group.desired_size, max_size=group.max_size),
+            update_config=aws.eks.NodeGroupUpdateConfigArgs(max_unavailable=1),
+            labels=gpu_node_labels(group),
+            taints=[aws.eks.NodeGroupTaintArgs(
+                key=labels.GPU_TAINT["key"], value=labels.GPU_TAINT["value"],
+                effect=labels.EKS_TAINT_EFFECT[labels.GPU_TAINT["effect"]])],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on,
+                                        ignore_changes=["scalingConfig.desiredSize"]),
+        )
+
+
+def gpu_node_labels(group: GpuNodeGroupConfig) -> dict[str, str]:
+    return {labels.GPU_TYPE: group.gpu_type, labels.NODE_POOL: group.name}
+
+
+def kubeconfig(cluster_name: str, endpoint: str, ca_data: str, region: str | None) -> str:
+    """A kubeconfig that authenticates with the caller's AWS identity (`aws eks get-token`), no static token."""
+    region_args = ["--region", region] if region else []
+    return json.dumps({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": cluster_name, "cluster": {"server": endpoint, "certificate-authority-data": ca_data}}],
+        "contexts": [{"name": cluster_name, "context": {"cluster": cluster_name, "user": cluster_name}}],
+        "current-context": cluster_name,
+        "users": [{"name": cluster_name, "user": {"exec": {
+            "apiVersion": "client.authentication.k8s.io/v1beta1",
+            "command": "aws",
+            "args": ["eks", "get-token", "--cluster-name", cluster_name, *region_args],
+        }}}],
+    })

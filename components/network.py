@@ -1,0 +1,130 @@
+"""The VPC the cluster lives in: created here, or an existing one named in config."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from components import labels
+from components.config import NetworkConfig
+
+
+@dataclass(frozen=True)
+class NetworkArgs:
+    config: NetworkConfig
+    cluster_name: str
+
+
+def subnet_cidrs(vpc_cidr: str, az_count: int) -> tuple[list[str], list[str]]:
+    """Private subnets take the large first /18-style blocks (pods get VPC IPs); public ones small /24s."""
+    vpc = ipaddress.ip_network(vpc_cidr)
+    private = list(vpc.subnets(prefixlen_diff=3))[:az_count]          # /16 -> /19 each
+    last_block = list(vpc.subnets(prefixlen_diff=3))[-1]
+    public = list(last_block.subnets(new_prefix=max(last_block.prefixlen, 24)))[:az_count]
+    return [str(c) for c in private], [str(c) for c in public]
+
+
+class Network(pulumi.ComponentResource):
+    vpc_id: pulumi.Output[str]
+    private_subnet_ids: pulumi.Output[list[str]]
+    public_subnet_ids: pulumi.Output[list[str]]
+
+    def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("mlops:network:Network", name, None, opts)
+        cfg = args.config
+        if cfg.existing is not None:
+            self.vpc_id = pulumi.Output.from_input(cfg.existing.vpc_id)
+            self.private_subnet_ids = pulumi.Output.from_input(list(cfg.existing.private_subnet_ids))
+            self.public_subnet_ids = pulumi.Output.from_input(list(cfg.existing.public_subnet_ids))
+        else:
+            self._create(name, args)
+        self.register_outputs({
+            "vpc_id": self.vpc_id,
+            "private_subnet_ids": self.private_subnet_ids,
+            "public_subnet_ids": self.public_subnet_ids,
+        })
+
+    def _create(self, name: str, args: NetworkArgs) -> None:
+        cfg = args.config
+        child = pulumi.ResourceOptions(parent=self)
+        cluster_tag = {f"kubernetes.io/cluster/{args.cluster_name}": "shared"}
+        azs = aws.get_availability_zones_output(state="available", opts=pulumi.InvokeOutputOptions(parent=self))
+        vpc = aws.ec2.Vpc(
+            f"{name}-vpc",
+            cidr_block=cfg.vpc_cidr,
+            enable_dns_hostnames=True,
+            enable_dns_support=True,
+            tags={"Name": f"{name}-vpc"},
+            opts=child,
+        )
+        igw = aws.ec2.InternetGateway(f"{name}-igw", vpc_id=vpc.id, tags={"Name": f"{name}-igw"}, opts=child)
+        public_rt = aws.ec2.RouteTable(
+            f"{name}-public",
+            vpc_id=vpc.id,
+            routes=[aws.ec2.RouteTableRouteArgs(cidr_block="0.0.0.0/0", gateway_id=igw.id)],
+            tags={"Name": f"{name}-public"},
+            opts=child,
+        )
+        private_cidrs, public_cidrs = subnet_cidrs(cfg.vpc_cidr, cfg.az_count)
+        public_subnets, private_subnets, private_route_tables, nats = [], [], [], []
+        for i in range(cfg.az_count):
+            az = azs.names.apply(lambda names, i=i: names[i])
+            public = aws.ec2.Subnet(
+                f"{name}-public-{i}",
+                vpc_id=vpc.id,
+                cidr_block=public_cidrs[i],
+                availability_zone=az,
+                map_public_ip_on_launch=False,
+                tags={"Name": f"{name}-public-{i}", "kubernetes.io/role/elb": "1", **cluster_tag},
+                opts=child,
+            )
+            aws.ec2.RouteTableAssociation(f"{name}-public-{i}", subnet_id=public.id, route_table_id=public_rt.id,
+                                          opts=child)
+            public_subnets.append(public)
+            if i == 0 or cfg.nat_gateways == "perAz":
+                eip = aws.ec2.Eip(f"{name}-nat-{i}", domain="vpc", tags={"Name": f"{name}-nat-{i}"}, opts=child)
+                nats.append(aws.ec2.NatGateway(
+                    f"{name}-nat-{i}", allocation_id=eip.id, subnet_id=public.id,
+                    tags={"Name": f"{name}-nat-{i}"}, opts=pulumi.ResourceOptions(parent=self, depends_on=[igw]),
+                ))
+            private = aws.ec2.Subnet(
+                f"{name}-private-{i}",
+                vpc_id=vpc.id,
+                cidr_block=private_cidrs[i],
+                availability_zone=az,
+                tags={
+                    "Name": f"{name}-private-{i}",
+                    "kubernetes.io/role/internal-elb": "1",
+                    labels.DISCOVERY_TAG: args.cluster_name,
+                    **cluster_tag,
+                },
+                opts=child,
+            )
+            private_rt = aws.ec2.RouteTable(
+                f"{name}-private-{i}",
+                vpc_id=vpc.id,
+                routes=[aws.ec2.RouteTableRouteArgs(cidr_block="0.0.0.0/0", nat_gateway_id=nats[-1].id)],
+                tags={"Name": f"{name}-private-{i}"},
+                opts=child,
+            )
+            aws.ec2.RouteTableAssociation(f"{name}-private-{i}", subnet_id=private.id,
+                                          route_table_id=private_rt.id, opts=child)
+            private_subnets.append(private)
+            private_route_tables.append(private_rt)
+        # S3 traffic (datasets, artifacts, models) stays off the NAT gateways: cheaper and never internet-routed.
+        aws.ec2.VpcEndpoint(
+            f"{name}-s3",
+            vpc_id=vpc.id,
+            service_name=aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self)).region.apply(
+                lambda r: f"com.amazonaws.{r}.s3"),
+            vpc_endpoint_type="Gateway",
+            route_table_ids=[rt.id for rt in private_route_tables],
+            tags={"Name": f"{name}-s3"},
+            opts=child,
+        )
+        self.vpc_id = vpc.id
+        self.private_subnet_ids = pulumi.Output.all(*[s.id for s in private_subnets])
+        self.public_subnet_ids = pulumi.Output.all(*[s.id for s in public_subnets])

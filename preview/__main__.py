@@ -1,0 +1,77 @@
+"""`python -m preview render|check <stack>`: the offline preview (see README, "Offline preview")."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from pathlib import Path
+
+from preview import check as policy_check
+from preview import engine, render
+
+BUILD_DIR = engine.PROJECT_DIR / "build"
+
+
+def _run(stack: str) -> engine.Run:
+    from components.config import ConfigError
+
+    try:
+        return engine.run_stack(stack)
+    except ConfigError as exc:
+        print(f"error: Pulumi.{stack}.yaml: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _violations(run: engine.Run) -> list[policy_check.Violation]:
+    from policies import POLICIES
+
+    return policy_check.evaluate(POLICIES, run.resources, policy_check.load_overrides(engine.PROJECT_DIR))
+
+
+def _print_violations(violations: list[policy_check.Violation]) -> int:
+    for v in violations:
+        print(f"  [{v.enforcement}] {v.policy}: {v.message}" + (f"\n      at {v.urn}" if v.urn else ""))
+    mandatory = sum(v.mandatory for v in violations)
+    print(f"policy check: {len(violations)} violations, {mandatory} mandatory")
+    return 1 if mandatory else 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    run = _run(args.stack)
+    violations = _violations(run)
+    out = Path(args.out or BUILD_DIR / args.stack)
+    render.write(run, out, violations)
+    custom = [r for r in run.resources if r.custom]
+    print(f"stack {args.stack}: {len(custom)} resources, {len(render.manifests(run))} Kubernetes objects, "
+          f"{len(render.helm_releases(run))} Helm releases -> {out}")
+    for name, n in sorted(Counter(render.component_of(run, r) for r in custom).items()):
+        print(f"  {n:4d}  {name}")
+    kinds = Counter(m.get("kind") for m in render.manifests(run))
+    if kinds:
+        print("Kubernetes objects: " + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())))
+    pools = render.gpu_pools(run)
+    print("GPU pools: " + (", ".join(f"{kind} {name} max {g} GPUs" for kind, name, g in pools) or "none"))
+    return _print_violations(violations)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    return _print_violations(_violations(_run(args.stack)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m preview", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("render", help="run the program offline and write build/<stack>/")
+    p.add_argument("stack")
+    p.add_argument("--out", help="output directory (default build/<stack>)")
+    p.set_defaults(func=cmd_render)
+    p = sub.add_parser("check", help="run the program offline and evaluate the policy pack")
+    p.add_argument("stack")
+    p.set_defaults(func=cmd_check)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

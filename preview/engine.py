@@ -1,0 +1,199 @@
+"""Run the real `__main__.py` in-process under the Pulumi SDK's mock monitor and record every registration.
+
+The program runs exactly as the Python language host runs it for `pulumi up` (`run_in_stack` over
+`runpy.run_path`); only the monitor differs: it answers like AWS would (`aws_mocks.AwsLikeMocks`) and
+records each RegisterResource request (type, inputs in wire form, parent, dependencies, options).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import runpy
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from google.protobuf import json_format
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import settings as pulumi_settings
+from pulumi.runtime.config import set_all_config
+from pulumi.runtime.stack import run_in_stack
+
+from preview.aws_mocks import AwsLikeMocks
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+SIG_KEY = "4dabf18193072939515e22adb298388d"
+UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+SECRET_PLACEHOLDER = "[secret]"
+UNKNOWN_PLACEHOLDER = "[unknown]"
+OFFLINE_SECRET = "offline-preview-placeholder"
+
+
+@dataclass
+class Registration:
+    urn: str
+    type: str
+    name: str
+    custom: bool
+    parent: str
+    provider: str
+    dependencies: list[str]
+    protect: bool
+    retain_on_delete: bool
+    inputs: dict[str, Any]          # wire form, secrets masked
+    ignore_changes: list[str] = field(default_factory=list)
+
+    def to_plan(self) -> dict[str, Any]:
+        return {
+            "urn": self.urn, "type": self.type, "name": self.name, "custom": self.custom,
+            "parent": self.parent, "provider": self.provider, "dependencies": self.dependencies,
+            "protect": self.protect, "retainOnDelete": self.retain_on_delete, "inputs": self.inputs,
+        }
+
+
+@dataclass
+class Run:
+    stack: str
+    project: str
+    resources: list[Registration]
+    outputs: dict[str, Any]
+    config_secret_keys: list[str]
+
+
+def from_wire(value: Any) -> Any:
+    """Wire-form value (after MessageToDict) -> plain JSON with secrets masked and integral numbers as ints."""
+    if isinstance(value, dict):
+        if value.get(SIG_KEY) == SECRET_SIG:
+            return SECRET_PLACEHOLDER
+        return {k: from_wire(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [from_wire(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if value == UNKNOWN:
+        return UNKNOWN_PLACEHOLDER
+    return value
+
+
+class RecordingMonitor(pulumi_mocks.MockMonitor):
+    def __init__(self, mocks: pulumi_mocks.Mocks) -> None:
+        super().__init__(mocks)
+        self.registrations: list[Registration] = []
+        self.stack_outputs: dict[str, Any] = {}
+        self.stack_urn = ""
+
+    def RegisterResource(self, request):  # noqa: N802 (gRPC method name)
+        response = super().RegisterResource(request)
+        if request.type == "pulumi:pulumi:Stack":
+            self.stack_urn = response.urn
+            return response
+        self.registrations.append(Registration(
+            urn=response.urn,
+            type=request.type,
+            name=request.name,
+            custom=bool(request.custom),
+            parent=request.parent,
+            provider=request.provider,
+            dependencies=list(request.dependencies),
+            protect=bool(request.protect),
+            retain_on_delete=bool(request.retainOnDelete),
+            inputs=from_wire(json_format.MessageToDict(request.object)),
+            ignore_changes=list(request.ignoreChanges),
+        ))
+        return response
+
+    def RegisterResourceOutputs(self, request):  # noqa: N802
+        if request.urn == self.stack_urn:
+            self.stack_outputs = from_wire(json_format.MessageToDict(request.outputs))
+        return super().RegisterResourceOutputs(request)
+
+
+def _unsecure(value: Any) -> tuple[Any, bool]:
+    """Replace `secure:` values (undecryptable offline) with a placeholder; say whether any was found."""
+    if isinstance(value, dict):
+        if set(value) == {"secure"}:
+            return OFFLINE_SECRET, True
+        found = False
+        out = {}
+        for k, v in value.items():
+            out[k], f = _unsecure(v)
+            found |= f
+        return out, found
+    if isinstance(value, list):
+        pairs = [_unsecure(v) for v in value]
+        return [p[0] for p in pairs], any(p[1] for p in pairs)
+    return value, False
+
+
+def read_stack_config(stack_file: Path) -> tuple[dict[str, str], list[str]]:
+    """Config as the engine hands it to the program: strings, structured values as JSON."""
+    import json
+
+    doc = yaml.safe_load(stack_file.read_text()) or {}
+    config, secret_keys = {}, []
+    for key, value in (doc.get("config") or {}).items():
+        value, is_secret = _unsecure(value)
+        if is_secret:
+            secret_keys.append(key)
+        config[key] = value if isinstance(value, str) else json.dumps(value)
+    return config, secret_keys
+
+
+def stack_file(stack: str, project_dir: Path = PROJECT_DIR) -> Path:
+    path = project_dir / f"Pulumi.{stack}.yaml"
+    if not path.exists():
+        known = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in project_dir.glob("Pulumi.*.yaml"))
+        raise SystemExit(f"no stack '{stack}': {path.name} does not exist (stacks here: {', '.join(known)})")
+    return path
+
+
+def run_program(stack: str, config: dict[str, str], secret_keys: list[str] = (),
+                project_dir: Path = PROJECT_DIR, project: str = "mlops-platform") -> Run:
+    """Execute `<project_dir>/__main__.py` for `stack` with `config`; return everything it registered."""
+    region = config.get("aws:region", "us-west-2")
+    monitor = RecordingMonitor(AwsLikeMocks(region=region))
+
+    def run() -> Run:
+        pulumi_settings.ROOT.set(None)
+        # The SDK's own mock settings (as `set_mocks` makes them), but without its eager root stack:
+        # `run_in_stack` creates the stack exactly as the language host does.
+        settings = pulumi_mocks.MockSettings(
+            monitor=monitor,
+            monitor_features=set(monitor.GetDeploymentInfo(None).supportedFeatures),
+            engine=pulumi_mocks.MockEngine(None),
+            project=project,
+            stack=stack,
+            dry_run=True,
+            organization="organization",
+            callbacks=None,
+        )
+        pulumi_settings.configure(settings)
+        set_all_config(dict(config), list(secret_keys))
+        program = str(project_dir / "__main__.py")
+        added_path = str(project_dir) not in sys.path
+        if added_path:
+            sys.path.insert(0, str(project_dir))
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(run_in_stack(lambda: runpy.run_path(program, run_name="__main__")))
+        finally:
+            for task in asyncio.all_tasks(loop):
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    loop.run_until_complete(task)
+            loop.close()
+            if added_path:
+                sys.path.remove(str(project_dir))
+        return Run(stack, project, monitor.registrations, monitor.stack_outputs, list(secret_keys))
+
+    return contextvars.copy_context().run(run)
+
+
+def run_stack(stack: str, project_dir: Path = PROJECT_DIR) -> Run:
+    config, secret_keys = read_stack_config(stack_file(stack, project_dir))
+    return run_program(stack, config, secret_keys, project_dir)

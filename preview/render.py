@@ -1,0 +1,89 @@
+"""Turn a recorded run into the build output: plan.json, manifests.yaml, Helm values files, summary.md."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from components import catalog, labels
+from preview.engine import Registration, Run
+
+HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
+
+
+def is_manifest(r: Registration) -> bool:
+    return r.custom and r.type.startswith("kubernetes:") and r.type != HELM_RELEASE
+
+
+def manifests(run: Run) -> list[dict[str, Any]]:
+    head = ("apiVersion", "kind", "metadata")
+    return [{**{k: r.inputs[k] for k in head if k in r.inputs}, **r.inputs} for r in run.resources if is_manifest(r)]
+
+
+def helm_releases(run: Run) -> list[Registration]:
+    return [r for r in run.resources if r.type == HELM_RELEASE]
+
+
+def plan(run: Run) -> dict[str, Any]:
+    return {"stack": run.stack, "resources": [r.to_plan() for r in run.resources], "outputs": run.outputs}
+
+
+def component_of(run: Run, r: Registration) -> str:
+    """The top-level component (direct child of the stack) a resource belongs to."""
+    by_urn = {x.urn: x for x in run.resources}
+    node = r
+    while node.parent in by_urn:
+        node = by_urn[node.parent]
+    return f"{node.name} ({node.type})" if not node.custom else "(stack)"
+
+
+def gpu_pools(run: Run) -> list[tuple[str, str, int]]:
+    """(kind, name, maximum GPUs) for every GPU managed node group and GPU Karpenter NodePool declared."""
+    pools = []
+    for r in run.resources:
+        if r.type == "aws:eks/nodeGroup:NodeGroup" and any(
+                t.get("key") == labels.GPU_RESOURCE for t in r.inputs.get("taints") or []):
+            per_node = catalog.max_gpus_per_instance(r.inputs.get("instanceTypes") or [])
+            pools.append(("node group", r.inputs.get("nodeGroupName", r.name),
+                          per_node * int((r.inputs.get("scalingConfig") or {}).get("maxSize", 0))))
+        elif r.type == "kubernetes:karpenter.sh/v1:NodePool":
+            limit = ((r.inputs.get("spec") or {}).get("limits") or {}).get(labels.GPU_RESOURCE)
+            if limit is not None:
+                pools.append(("NodePool", r.inputs["metadata"]["name"], int(limit)))
+    return pools
+
+
+def summary(run: Run, violations: list) -> str:
+    per_component = Counter(component_of(run, r) for r in run.resources if r.custom)
+    kinds = Counter(m.get("kind", "?") for m in manifests(run))
+    lines = [f"# Offline preview of stack `{run.stack}`", "",
+             f"{sum(1 for r in run.resources if r.custom)} resources, {len(manifests(run))} Kubernetes objects, "
+             f"{len(helm_releases(run))} Helm releases.", "", "## Resources per component", ""]
+    lines += [f"- {name}: {n}" for name, n in sorted(per_component.items())]
+    lines += ["", "## Kubernetes objects per kind", ""]
+    lines += [f"- {kind}: {n}" for kind, n in sorted(kinds.items())] or ["- (none)"]
+    lines += ["", "## GPU pools (maximum GPUs)", ""]
+    pools = gpu_pools(run)
+    lines += [f"- {kind} `{name}`: {gpus}" for kind, name, gpus in pools] or ["- (none)"]
+    lines += ["", "## Policy check", ""]
+    lines += [f"- [{v.enforcement}] {v.policy}: {v.message}" for v in violations] or ["- no violations"]
+    return "\n".join(lines) + "\n"
+
+
+def write(run: Run, out_dir: Path, violations: list) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "plan.json").write_text(json.dumps(plan(run), indent=1, sort_keys=False) + "\n")
+    (out_dir / "manifests.yaml").write_text(yaml.safe_dump_all(manifests(run), sort_keys=False))
+    helm_dir = out_dir / "helm"
+    helm_dir.mkdir(exist_ok=True)
+    for old in helm_dir.glob("*.values.yaml"):
+        old.unlink()
+    for release in helm_releases(run):
+        release_name = release.inputs.get("name", release.name)
+        (helm_dir / f"{release_name}.values.yaml").write_text(
+            yaml.safe_dump(release.inputs.get("values") or {}, sort_keys=False))
+    (out_dir / "summary.md").write_text(summary(run, violations))

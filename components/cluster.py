@@ -11,6 +11,7 @@ import pulumi_kubernetes as k8s
 
 from components import labels
 from components.config import ClusterConfig, GpuNodeGroupConfig
+from components.endpoints import ClusterAccess
 from components.iam import Oidc, irsa_role, service_trust_policy
 
 MANAGED_POLICY = "arn:aws:iam::aws:policy/"
@@ -41,6 +42,7 @@ class Cluster(pulumi.ComponentResource):
     gpu_node_group_names: list[str]
     oidc: Oidc
     provider: k8s.Provider
+    access: ClusterAccess
 
     def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("mlops:cluster:Cluster", name, None, opts)
@@ -182,6 +184,15 @@ class Cluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, provider=self.provider),
         )
         self.oidc = oidc
+        self.access = ClusterAccess(
+            cluster_name=self.cluster_name,
+            provider=self.provider,
+            oidc=oidc,
+            node_role_name=self.node_role_name,
+            cluster_security_group_id=self.cluster_security_group_id,
+            vpc_id=pulumi.Output.from_input(args.vpc_id),
+            private_subnet_ids=pulumi.Output.from_input(args.private_subnet_ids),
+        )
         self.register_outputs({
             "cluster_name": self.cluster_name,
             "endpoint": self.endpoint,

@@ -1,0 +1,79 @@
+"""Shared fixtures: the real program rendered offline (same engine as `make preview`), and the upstream schemas."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from preview import engine, render
+
+PROJECT_DIR = engine.PROJECT_DIR
+
+
+def stack_yaml(stack: str) -> dict[str, Any]:
+    """The `config:` map of Pulumi.<stack>.yaml as written (structured values as YAML data)."""
+    return copy.deepcopy(yaml.safe_load((PROJECT_DIR / f"Pulumi.{stack}.yaml").read_text())["config"])
+
+
+def run_config(config: dict[str, Any], stack: str = "test") -> engine.Run:
+    """Run the real program with a config map written like a stack file's `config:`."""
+    wire = {k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}
+    return engine.run_program(stack, wire)
+
+
+class Rendered:
+    """A run with lookups by type and name, for assertions on what ends up in AWS and the cluster."""
+
+    def __init__(self, run: engine.Run) -> None:
+        self.run = run
+        self.resources = run.resources
+        self.manifests = render.manifests(run)
+
+    def of_type(self, typ: str) -> list[engine.Registration]:
+        return [r for r in self.resources if r.type == typ]
+
+    def one(self, typ: str, name: str | None = None) -> engine.Registration:
+        found = [r for r in self.of_type(typ) if name is None or r.name == name]
+        assert len(found) == 1, f"expected one {typ} {name or ''}, found {[r.name for r in found]}"
+        return found[0]
+
+    def objects(self, kind: str, namespace: str | None = None) -> list[dict[str, Any]]:
+        return [m for m in self.manifests if m["kind"] == kind
+                and (namespace is None or m["metadata"].get("namespace") == namespace)]
+
+    def obj(self, kind: str, name: str, namespace: str | None = None) -> dict[str, Any]:
+        found = [m for m in self.objects(kind, namespace) if m["metadata"]["name"] == name]
+        assert len(found) == 1, f"expected one {kind} {name}, found {len(found)}"
+        return found[0]
+
+    def helm(self, release_name: str) -> dict[str, Any]:
+        found = [r.inputs for r in render.helm_releases(self.run) if r.inputs.get("name") == release_name]
+        assert len(found) == 1, f"expected one Helm release {release_name}"
+        return found[0]
+
+
+@pytest.fixture(scope="session")
+def dev() -> Rendered:
+    return Rendered(engine.run_stack("dev"))
+
+
+@pytest.fixture(scope="session")
+def prod() -> Rendered:
+    return Rendered(engine.run_stack("prod"))
+
+
+@pytest.fixture(scope="session")
+def schemas_dir() -> Path:
+    path = Path(os.environ.get("MLOPS_SCHEMAS_DIR", PROJECT_DIR.parent / "shared" / "schemas"))
+    if not (path / "crds").is_dir():
+        message = f"upstream schemas not found at {path} (set MLOPS_SCHEMAS_DIR)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path

@@ -1,0 +1,93 @@
+"""What the cluster component declares in AWS: EKS, IRSA, add-ons, node groups, network."""
+
+from __future__ import annotations
+
+import json
+
+from components import labels
+from tests.conftest import Rendered, run_config, stack_yaml
+
+
+def test_eks_cluster_uses_api_auth_kms_secrets_and_full_control_plane_logging(dev):
+    cluster = dev.one("aws:eks/cluster:Cluster").inputs
+    assert cluster["name"] == "mlops-dev"
+    assert cluster["accessConfig"]["authenticationMode"] == "API"
+    key = dev.one("aws:kms/key:Key")
+    assert key.inputs["enableKeyRotation"] is True
+    assert cluster["encryptionConfig"]["resources"] == ["secrets"]
+    assert cluster["encryptionConfig"]["provider"]["keyArn"].startswith("arn:aws:kms:")
+    assert set(cluster["enabledClusterLogTypes"]) == {"api", "audit", "authenticator", "controllerManager", "scheduler"}
+    log_group = dev.one("aws:cloudwatch/logGroup:LogGroup").inputs
+    assert log_group["name"] == "/aws/eks/mlops-dev/cluster" and log_group["retentionInDays"] == 7
+
+
+def test_admin_roles_get_access_entries_with_cluster_admin_policy(dev):
+    entry = dev.one("aws:eks/accessEntry:AccessEntry").inputs
+    assert entry["principalArn"] == "arn:aws:iam::123456789012:role/platform-admins"
+    assoc = dev.one("aws:eks/accessPolicyAssociation:AccessPolicyAssociation").inputs
+    assert assoc["policyArn"].endswith("AmazonEKSClusterAdminPolicy")
+    assert assoc["accessScope"] == {"type": "cluster"}
+
+
+def test_vpc_cni_enforces_network_policies(dev):
+    addons = {r.inputs["addonName"]: r.inputs for r in dev.of_type("aws:eks/addon:Addon")}
+    assert set(addons) == {"vpc-cni", "coredns", "kube-proxy", "aws-ebs-csi-driver"}
+    assert json.loads(addons["vpc-cni"]["configurationValues"])["enableNetworkPolicy"] == "true"
+
+
+def test_ebs_csi_and_vpc_cni_use_irsa_roles_trusting_only_their_service_account(dev):
+    addons = {r.inputs["addonName"]: r.inputs for r in dev.of_type("aws:eks/addon:Addon")}
+    for addon, subject in [("aws-ebs-csi-driver", "system:serviceaccount:kube-system:ebs-csi-controller-sa"),
+                           ("vpc-cni", "system:serviceaccount:kube-system:aws-node")]:
+        role_arn = addons[addon]["serviceAccountRoleArn"]
+        role = dev.one("aws:iam/role:Role", role_arn.split("/")[-1].rsplit("-", 1)[0])
+        trust = json.loads(role.inputs["assumeRolePolicy"])["Statement"][0]
+        assert trust["Action"] == "sts:AssumeRoleWithWebIdentity"
+        assert trust["Principal"]["Federated"].startswith("arn:aws:iam::123456789012:oidc-provider/oidc.eks.")
+        conditions = trust["Condition"]["StringEquals"]
+        assert subject in conditions.values() and "sts.amazonaws.com" in conditions.values()
+
+
+def test_gpu_node_groups_are_tainted_labelled_by_gpu_type_and_scale_from_zero(dev):
+    group = dev.one("aws:eks/nodeGroup:NodeGroup", "cluster-gpu-t4").inputs
+    assert group["amiType"] == "AL2023_x86_64_NVIDIA"
+    assert group["taints"] == [{"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}]
+    assert group["labels"][labels.GPU_TYPE] == "t4"
+    assert group["scalingConfig"]["minSize"] == 0 and group["scalingConfig"]["desiredSize"] == 0
+    assert group["capacityType"] == "SPOT"
+    system = dev.one("aws:eks/nodeGroup:NodeGroup", "cluster-system").inputs
+    assert "taints" not in system and system["amiType"] == "AL2023_x86_64_STANDARD"
+
+
+def test_prod_protects_data_and_keys(prod):
+    assert prod.one("aws:kms/key:Key").protect is True
+    assert prod.one("aws:eks/cluster:Cluster").inputs["deletionProtection"] is True
+    assert prod.obj("StorageClass", "gp3")["reclaimPolicy"] == "Retain"
+
+
+def test_network_single_nat_in_dev_one_per_az_in_prod(dev, prod):
+    assert len(dev.of_type("aws:ec2/natGateway:NatGateway")) == 1
+    assert len(prod.of_type("aws:ec2/natGateway:NatGateway")) == 3
+    private = [s.inputs for s in prod.of_type("aws:ec2/subnet:Subnet") if "private" in s.name]
+    assert len(private) == 3 and all(s["tags"]["karpenter.sh/discovery"] == "mlops-prod" for s in private)
+    assert len({s["availabilityZone"] for s in private}) == 3
+
+
+def test_existing_network_is_used_and_no_vpc_is_created():
+    config = stack_yaml("dev")
+    config["mlops-platform:network"] = {"existing": {
+        "vpcId": "vpc-0abc12345678def00",
+        "privateSubnetIds": ["subnet-0aaa1111bbbb2222c", "subnet-0ddd3333eeee4444f"],
+    }}
+    rendered = Rendered(run_config(config))
+    assert rendered.of_type("aws:ec2/vpc:Vpc") == []
+    subnet_ids = rendered.one("aws:eks/cluster:Cluster").inputs["vpcConfig"]["subnetIds"]
+    assert subnet_ids == ["subnet-0aaa1111bbbb2222c", "subnet-0ddd3333eeee4444f"]
+
+
+def test_kubernetes_objects_use_the_cluster_provider(dev):
+    provider = dev.one("pulumi:providers:kubernetes")
+    k8s_objects = [r for r in dev.resources if r.type.startswith("kubernetes:")]
+    assert k8s_objects and all(r.provider.startswith(provider.urn + "::") for r in k8s_objects)
+    kubeconfig = json.loads(provider.inputs["kubeconfig"])
+    assert kubeconfig["users"][0]["user"]["exec"]["command"] == "aws"

@@ -1,0 +1,78 @@
+"""The offline preview's build output: shapes users and CI rely on."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from tests.conftest import PROJECT_DIR
+
+PLAN_KEYS = {"urn", "type", "name", "custom", "parent", "provider", "dependencies", "protect", "retainOnDelete",
+             "inputs"}
+
+
+@pytest.fixture(scope="module", params=["dev", "prod"])
+def build(request, tmp_path_factory):
+    out = tmp_path_factory.mktemp(request.param)
+    result = subprocess.run([sys.executable, "-m", "preview", "render", request.param, "--out", str(out)],
+                            cwd=PROJECT_DIR, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return request.param, out, result.stdout
+
+
+def test_render_writes_plan_with_engine_shapes(build):
+    stack, out, _ = build
+    plan = json.loads((out / "plan.json").read_text())
+    assert plan["stack"] == stack
+    assert plan["resources"] and all(set(r) == PLAN_KEYS for r in plan["resources"])
+    urns = {r["urn"] for r in plan["resources"]}
+    for r in plan["resources"]:
+        assert r["parent"] == "" or r["parent"] in urns or "::pulumi:pulumi:Stack::" in r["parent"]
+        assert set(r["dependencies"]) <= urns
+    cluster = next(r for r in plan["resources"] if r["type"] == "aws:eks/cluster:Cluster")
+    assert "accessConfig" in cluster["inputs"]  # camelCase wire form, as a policy pack sees it
+    assert plan["outputs"]["clusterName"] == f"mlops-{stack}"
+
+
+def test_every_kubernetes_object_has_a_name_and_namespace_when_namespaced(build):
+    _, out, _ = build
+    objects = [o for o in yaml.safe_load_all((out / "manifests.yaml").read_text()) if o]
+    assert objects
+    cluster_scoped = {"Namespace", "StorageClass", "PriorityClass", "ClusterRole", "ClusterRoleBinding",
+                      "CustomResourceDefinition", "PersistentVolume", "ValidatingAdmissionPolicy",
+                      "ValidatingAdmissionPolicyBinding", "NodePool", "EC2NodeClass", "ClusterPolicy",
+                      "ClusterServingRuntime", "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"}
+    for o in objects:
+        assert o["metadata"].get("name"), o
+        if o["kind"] not in cluster_scoped:
+            assert o["metadata"].get("namespace"), f"{o['kind']} {o['metadata']['name']} has no namespace"
+
+
+def test_render_prints_summary_with_gpu_pools(build):
+    stack, out, stdout = build
+    assert f"stack {stack}:" in stdout and "GPU pools:" in stdout and "policy check:" in stdout
+    assert (out / "summary.md").read_text().startswith(f"# Offline preview of stack `{stack}`")
+
+
+def test_secrets_never_reach_the_build_output(tmp_path):
+    stack = (PROJECT_DIR / "Pulumi.dev.yaml").read_text() + \
+        "  mlops-platform:unusedSecret:\n    secure: v1:c2VjcmV0LXZhbHVlLXRoYXQtbXVzdC1ub3QtbGVhaw==\n"
+    (PROJECT_DIR / "Pulumi.secret-test.yaml").write_text(stack)
+    try:
+        result = subprocess.run([sys.executable, "-m", "preview", "render", "secret-test", "--out", str(tmp_path)],
+                                cwd=PROJECT_DIR, capture_output=True, text=True)
+    finally:
+        (PROJECT_DIR / "Pulumi.secret-test.yaml").unlink()
+    # An unknown key is still a config error, and the ciphertext is not echoed back.
+    assert result.returncode == 2
+    assert "unusedSecret: is not a known setting" in result.stderr
+    assert "c2VjcmV0" not in result.stderr
+
+
+def test_kubeconfig_output_is_masked_in_plan(build):
+    _, out, _ = build
+    assert json.loads((out / "plan.json").read_text())["outputs"]["kubeconfig"] == "[secret]"

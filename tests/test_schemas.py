@@ -1,0 +1,29 @@
+"""Every rendered Kubernetes object validates strictly: core kinds against Kubernetes' OpenAPI schema,
+custom resources against their upstream CRD schema (unknown fields are errors)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests import schemas
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_every_manifest_validates_strictly(stack, request, schemas_dir):
+    rendered = request.getfixturevalue(stack)
+    assert rendered.manifests
+    problems = [p for m in rendered.manifests for p in schemas.errors(m, schemas_dir)]
+    assert problems == []
+
+
+def test_validation_rejects_unknown_fields_and_bad_values(schemas_dir):
+    storage_class = {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "x"},
+                     "provisioner": "ebs.csi.aws.com", "volumeBindingMode": "WaitForFirstConsumer"}
+    assert schemas.errors(storage_class, schemas_dir) == []
+    assert schemas.errors({**storage_class, "bogus": 1}, schemas_dir)
+    node_pool = {"apiVersion": "karpenter.sh/v1", "kind": "NodePool", "metadata": {"name": "gpu"}, "spec": {
+        "template": {"spec": {"nodeClassRef": {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass", "name": "gpu"},
+                              "requirements": []}}}}
+    assert schemas.errors(node_pool, schemas_dir) == []
+    assert schemas.errors({**node_pool, "spec": {**node_pool["spec"], "limitz": {}}}, schemas_dir)
+    assert schemas.errors({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}}, schemas_dir)

@@ -39,6 +39,40 @@ class ServiceEndpoint:
 
 
 @dataclass(frozen=True)
+class PodSource:
+    """Pods in another namespace that may open connections to a team's pods."""
+
+    namespace: str
+    pod_labels: dict[str, str]
+
+
+# MLflow's tracking server, as the MLflow component declares it and as team egress policies select it.
+# Clients use `url` (port 80 on the Service); NetworkPolicies see the pod port after the Service's DNAT.
+MLFLOW = ServiceEndpoint(
+    namespace="mlflow",
+    pod_labels={"app.kubernetes.io/name": "mlflow"},
+    port=5000,
+    url="http://mlflow.mlflow.svc.cluster.local",
+)
+
+# Where requests to InferenceServices come from in KServe's Serverless mode: the Kourier gateway, and
+# Knative's activator (which holds requests while a model scales up from its minimum).
+SERVING_INGRESS = (
+    PodSource(namespace="kourier-system", pod_labels={"app": "3scale-kourier-gateway"}),
+    PodSource(namespace="knative-serving", pod_labels={"app": "activator"}),
+)
+
+
+@dataclass(frozen=True)
+class DvcRemote:
+    """The versioned, encrypted bucket holding every team's DVC remote under `s3://<bucket>/<team>/`."""
+
+    bucket_name: pulumi.Output[str]
+    bucket_arn: pulumi.Output[str]
+    kms_key_arn: pulumi.Output[str]
+
+
+@dataclass(frozen=True)
 class DatasetAccess:
     """One dataset's FSx for Lustre file system, as a team that may read it needs it."""
 
@@ -54,8 +88,8 @@ class TeamAccess:
     """A team's namespace and identities, as notebooks, training and serving need them."""
 
     name: str
-    namespace: str
-    notebook_service_account: str
+    namespace: str                      # equal to the team name
+    notebook_service_account: str       # "notebook", "training", "serving" in the team namespace
     training_service_account: str
     serving_service_account: str
     namespace_resource: pulumi.Resource

@@ -1,3 +1,9 @@
-"""The platform's CrossGuard policies. `POLICIES` is the list the pack, the offline check and the tests share."""
+"""The platform's CrossGuard policies, grouped by concern.
 
-POLICIES: list = []
+`POLICIES` is the one list that the pack (`policies/__main__.py`), the offline `preview check` and the tests
+all evaluate, so a rule behaves the same in `pulumi preview --policy-pack policies` and offline.
+"""
+
+from policies import data, egress, gpu
+
+POLICIES: list = [*gpu.POLICIES, *egress.POLICIES, *data.POLICIES]

@@ -1,14 +1,17 @@
-"""`python -m preview render|check <stack>`: the offline preview (see README, "Offline preview")."""
+"""`python -m preview render|check|cost|diff <stack>`: the offline preview (see README, "Offline preview")."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
 
 from preview import check as policy_check
-from preview import engine, render
+from preview import cost as cost_model
+from preview import diff, engine, render
 
 BUILD_DIR = engine.PROJECT_DIR / "build"
 
@@ -55,8 +58,43 @@ def cmd_render(args: argparse.Namespace) -> int:
     return _print_violations(violations)
 
 
+def _registrations(plan: dict) -> list[engine.Registration]:
+    return [engine.Registration(
+        urn=r["urn"], type=r["type"], name=r["name"], custom=r["custom"], parent=r["parent"],
+        provider=r["provider"], dependencies=r["dependencies"], protect=r["protect"],
+        retain_on_delete=r["retainOnDelete"], inputs=r["inputs"]) for r in plan["resources"]]
+
+
 def cmd_check(args: argparse.Namespace) -> int:
+    if args.plan:
+        from policies import POLICIES
+
+        plan = json.loads(Path(args.plan).read_text())
+        resources = _registrations(plan)
+        return _print_violations(policy_check.evaluate(POLICIES, resources,
+                                                       policy_check.load_overrides(engine.PROJECT_DIR)))
     return _print_violations(_violations(_run(args.stack)))
+
+
+def cmd_cost(args: argparse.Namespace) -> int:
+    run = _run(args.stack)
+    print(cost_model.markdown(cost_model.estimate((r.type, r.inputs) for r in run.resources if r.custom),
+                              f"Cost of stack `{args.stack}`"))
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    try:
+        base = diff.render_revision(args.stack, args.base, engine.PROJECT_DIR)
+    except (RuntimeError, subprocess.CalledProcessError) as exc:
+        print(f"error: {getattr(exc, 'stderr', None) or exc}", file=sys.stderr)
+        return 2
+    run = _run(args.stack)
+    head = render.plan(run)
+    violations = _violations(run)
+    print(diff.markdown(args.stack, diff.diff_plans(base, head), violations,
+                        cost_model.from_plan(base), cost_model.from_plan(head)))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,7 +106,15 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_render)
     p = sub.add_parser("check", help="run the program offline and evaluate the policy pack")
     p.add_argument("stack")
+    p.add_argument("--plan", help="evaluate this plan.json instead of rendering the stack")
     p.set_defaults(func=cmd_check)
+    p = sub.add_parser("cost", help="idle baseline per month and maximum GPU burn per hour")
+    p.add_argument("stack")
+    p.set_defaults(func=cmd_cost)
+    p = sub.add_parser("diff", help="Markdown diff of the stack against a git revision, with policies and cost")
+    p.add_argument("stack")
+    p.add_argument("--base", required=True, help="git ref to compare with (e.g. origin/main)")
+    p.set_defaults(func=cmd_diff)
     args = parser.parse_args(argv)
     return args.func(args)
 

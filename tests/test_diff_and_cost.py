@@ -1,0 +1,134 @@
+"""The PR diff on hand-made plan pairs, and the cost arithmetic on a small stack."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+
+import pytest
+
+from preview import cost, diff
+from tests.conftest import PROJECT_DIR
+
+STACK_URN = "urn:pulumi:dev::mlops-platform::pulumi:pulumi:Stack::mlops-platform-dev"
+
+
+def res(typ: str, name: str, inputs: dict, parent: str = "urn:c", custom: bool = True) -> dict:
+    return {"urn": f"urn:pulumi:dev::mlops-platform::{typ}::{name}", "type": typ, "name": name, "custom": custom,
+            "parent": parent, "provider": "", "dependencies": [], "protect": False, "retainOnDelete": False,
+            "inputs": inputs}
+
+
+COMPONENT = res("mlops:tenancy:Team", "team-a", {}, parent=STACK_URN, custom=False)
+COMPONENT["urn"] = "urn:c"
+QUOTA = res("kubernetes:core/v1:ResourceQuota", "team-a-quota", {
+    "apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "quota", "namespace": "team-a"},
+    "spec": {"hard": {"requests.nvidia.com/gpu": "4", "requests.cpu": "64"}}})
+HUB = res("kubernetes:helm.sh/v3:Release", "hub", {"name": "jupyterhub", "version": "4.2.0", "values": {
+    "cull": {"enabled": True, "timeout": 3600}, "singleuser": {"profileList": [{"slug": "cpu"}]}}})
+
+
+def plan(*resources: dict) -> dict:
+    return {"stack": "dev", "resources": [COMPONENT, *resources], "outputs": {}}
+
+
+def test_added_removed_and_changed_resources_grouped_by_component():
+    new_quota = copy.deepcopy(QUOTA)
+    new_quota["inputs"]["spec"]["hard"]["requests.nvidia.com/gpu"] = "8"
+    extra = res("kubernetes:core/v1:Namespace", "team-a-ns", {"metadata": {"name": "team-a"}})
+    d = diff.diff_plans(plan(QUOTA, HUB), plan(new_quota, extra))
+    assert [r.name for r in d.added] == ["team-a-ns"]
+    assert [r.name for r in d.removed] == ["hub"]
+    assert [(r.name, [(c.path, c.old, c.new) for c in r.changes]) for r in d.changed] == [
+        ("team-a-quota", [('inputs.spec.hard["requests.nvidia.com/gpu"]', "4", "8")])]
+    assert {r.component for r in d.added + d.removed + d.changed} == {"team-a"}
+
+
+def test_helm_values_diff_key_by_key():
+    head = copy.deepcopy(HUB)
+    head["inputs"]["values"]["cull"]["timeout"] = 1800
+    head["inputs"]["values"]["singleuser"]["profileList"].append({"slug": "t4"})
+    d = diff.diff_plans(plan(HUB), plan(head))
+    assert [(c.path, c.old, c.new) for c in d.changed[0].changes] == [
+        ("inputs.values.cull.timeout", 3600, 1800),
+        ("inputs.values.singleuser.profileList[1].slug", None, "t4"),
+    ]
+    text = diff.markdown("dev", d, [], cost.Cost(), cost.Cost())
+    assert "`Helm release values` **hub**" in text and "`values.cull.timeout`: `3600` → `1800`" in text
+
+
+def test_identical_plans_have_no_changes():
+    d = diff.diff_plans(plan(QUOTA, HUB), plan(copy.deepcopy(QUOTA), copy.deepcopy(HUB)))
+    assert d.empty and "No changes." in diff.markdown("dev", d, [], cost.Cost(), cost.Cost())
+
+
+SMALL_STACK = [
+    ("aws:eks/cluster:Cluster", {"name": "c"}),
+    ("aws:ec2/natGateway:NatGateway", {}),
+    ("aws:eks/nodeGroup:NodeGroup", {"nodeGroupName": "system", "instanceTypes": ["m6i.large"],
+                                     "capacityType": "ON_DEMAND", "diskSize": 50,
+                                     "scalingConfig": {"desiredSize": 2, "maxSize": 3}}),
+    ("aws:eks/nodeGroup:NodeGroup", {"nodeGroupName": "gpu-t4", "instanceTypes": ["g4dn.xlarge"],
+                                     "capacityType": "SPOT", "scalingConfig": {"desiredSize": 0, "maxSize": 2},
+                                     "taints": [{"key": "nvidia.com/gpu", "value": "true"}]}),
+    ("kubernetes:karpenter.sh/v1:NodePool", {"metadata": {"name": "a10g"}, "spec": {
+        "limits": {"nvidia.com/gpu": "8"},
+        "template": {"spec": {"requirements": [
+            {"key": "node.kubernetes.io/instance-type", "operator": "In", "values": ["g5.xlarge", "g5.12xlarge"]},
+            {"key": "karpenter.sh/capacity-type", "operator": "In", "values": ["on-demand"]}]}}}}),
+    ("aws:fsx/lustreFileSystem:LustreFileSystem", {"deploymentType": "PERSISTENT_2", "storageCapacity": 2400,
+                                                   "perUnitStorageThroughput": 250}),
+    ("aws:rds/instance:Instance", {"instanceClass": "db.t4g.medium", "multiAz": True, "allocatedStorage": 20}),
+    ("kubernetes:core/v1:ResourceQuota", {"metadata": {"namespace": "team-a"},
+                                          "spec": {"hard": {"requests.nvidia.com/gpu": "4"}}}),
+]
+
+
+def test_cost_arithmetic_on_a_small_stack():
+    c = cost.estimate(SMALL_STACK)
+    h = 730
+    expected_baseline = (0.10 * h) + (0.045 + 0.005) * h + 2 * (0.096 * h + 50 * 0.08) + 2400 * 0.210 \
+        + (0.065 * 2 * h + 20 * 0.115 * 2)
+    assert c.baseline_total == pytest.approx(expected_baseline)
+    # GPU pools at their limits: 2 spot T4 nodes, and 8 A10G GPUs at the dearest on-demand $/GPU-hour
+    # among the pool's instance types (g5.12xlarge: $5.672 for 4 GPUs beats g5.xlarge's $1.006 for 1).
+    assert c.burn_total == pytest.approx(2 * 0.210 + 8 * 5.672 / 4)
+    assert [(line.item, round(line.amount, 3)) for line in c.teams] == [
+        ("team team-a: 4 GPUs", round(4 * 5.672 / 4, 3))]
+    assert c.unpriced == []
+
+
+def test_unknown_instance_types_are_listed_not_guessed():
+    c = cost.estimate([("aws:eks/nodeGroup:NodeGroup", {"nodeGroupName": "x", "instanceTypes": ["z9.mega"],
+                                                        "scalingConfig": {"desiredSize": 1}})])
+    assert c.unpriced == ["z9.mega"] and c.baseline_total == 0
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_every_instance_type_the_stacks_use_has_a_price(stack, request):
+    rendered = request.getfixturevalue(stack)
+    c = cost.estimate((r.type, r.inputs) for r in rendered.resources if r.custom)
+    assert c.unpriced == [] and c.baseline_total > 0
+
+
+def test_diff_against_a_git_revision_shows_the_changed_quota(tmp_path):
+    """A scratch branch that raises one team's GPU quota: the diff names exactly what changes."""
+    repo = tmp_path / "repo"
+    subprocess.run(["git", "clone", "--quiet", "--shared", str(PROJECT_DIR), str(repo)], check=True)
+    # the working tree under test, not just what is committed
+    subprocess.run(f"cd {PROJECT_DIR} && git ls-files -co --exclude-standard -z | "
+                   f"xargs -0 -I{{}} cp --parents {{}} {repo}", shell=True, check=True)
+    subprocess.run(["git", "-C", str(repo), "add", "-A"], check=True)
+    subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "--quiet",
+                    "--allow-empty", "-m", "base"], check=True)
+    (repo / ".venv").symlink_to(PROJECT_DIR / ".venv")
+    stack = (repo / "Pulumi.dev.yaml").read_text()
+    (repo / "Pulumi.dev.yaml").write_text(stack.replace("gpuQuota: 2", "gpuQuota: 1", 1))
+    result = subprocess.run([sys.executable, "-m", "preview", "diff", "dev", "--base", "HEAD"], cwd=repo,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "## Offline preview diff: stack `dev`" in result.stdout
+    assert '`spec.hard["requests.nvidia.com/gpu"]`: `2` → `1`' in result.stdout
+    assert "**0 to add, 1 to change, 0 to delete**" in result.stdout
+    assert "| max GPU burn / hour |" in result.stdout

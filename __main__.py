@@ -3,8 +3,16 @@
 import pulumi
 
 from components.cluster import Cluster, ClusterArgs
-from components.config import load_config
+from components.config import load_config, team_gpu_quota
+from components.datasets import Datasets, DatasetsArgs
+from components.endpoints import JUPYTERHUB_API, MLFLOW, NOTEBOOK_INGRESS, PRIORITY_CLASSES, SERVING_INGRESS
+from components.gpu_operator import GpuOperator, GpuOperatorArgs
+from components.karpenter import Karpenter, KarpenterArgs
+from components.mlflow import Mlflow, MlflowArgs
 from components.network import Network, NetworkArgs
+from components.serving import Serving, ServingArgs
+from components.supply_chain import SupplyChain, SupplyChainArgs
+from components.tenancy import Team, TeamArgs, Tenancy, TenancyArgs
 
 config = load_config()
 cluster_name = config.cluster.name or f"mlops-{pulumi.get_stack()}"
@@ -18,7 +26,49 @@ cluster = Cluster("cluster", ClusterArgs(
     protect_data=config.protect_data,
 ))
 
+karpenter = Karpenter("karpenter", KarpenterArgs(access=cluster.access, config=config.karpenter, gpu=config.gpu))
+gpu_operator = GpuOperator("gpu-operator", GpuOperatorArgs(access=cluster.access, gpu=config.gpu))
+
+mlflow = Mlflow("mlflow", MlflowArgs(
+    config=config.mlflow, access=cluster.access, cluster_name=cluster_name, is_prod=config.is_prod,
+    protect_data=config.protect_data, endpoint=MLFLOW,
+))
+
+datasets = Datasets("datasets", DatasetsArgs(
+    datasets=config.datasets, readers=config.dataset_readers(), access=cluster.access,
+    kubernetes_version=config.cluster.kubernetes_version,
+    addon_version=config.cluster.addon_versions.get("aws-fsx-csi-driver"),
+    protect_data=config.protect_data, is_prod=config.is_prod,
+))
+
+tenancy = Tenancy("tenancy", TenancyArgs(access=cluster.access, priority_classes=PRIORITY_CLASSES))
+teams = {t.name: Team(f"team-{t.name}", TeamArgs(
+    config=t, access=cluster.access, mlflow=MLFLOW, serving_ingress=SERVING_INGRESS, jupyterhub_api=JUPYTERHUB_API,
+    notebook_ingress=NOTEBOOK_INGRESS, s3_cidrs=tenancy.s3_cidrs,
+    datasets=datasets.access_for(t.name), dvc=datasets.dvc_remote,
+    gpu_quota=team_gpu_quota(config, t),
+)).access for t in config.teams}
+
+serving = Serving("serving", ServingArgs(
+    access=cluster.access, is_prod=config.is_prod, teams=config.teams, team_access=list(teams.values()),
+    ingress=SERVING_INGRESS, priority_class=PRIORITY_CLASSES.inference,
+))
+
+# Team image repositories, CI push roles and the image admission policy (selects team namespaces by label).
+supply_chain = SupplyChain("supply-chain", SupplyChainArgs(
+    config=config.supply_chain, teams=config.teams, cluster_name=cluster_name, access=cluster.access,
+    protect_data=config.protect_data,
+))
+
 pulumi.export("clusterName", cluster.cluster_name)
 pulumi.export("vpcId", network.vpc_id)
 pulumi.export("oidcProviderArn", cluster.oidc_provider_arn)
 pulumi.export("kubeconfig", pulumi.Output.secret(cluster.kubeconfig))
+pulumi.export("mlflowTrackingUri", mlflow.tracking_url)
+pulumi.export("mlflowArtifactBucket", mlflow.artifact_bucket_name)
+pulumi.export("modelUrls", serving.model_urls)
+pulumi.export("teamNamespaces", sorted(t.namespace for t in teams.values()))
+pulumi.export("dvcBucket", datasets.dvc_bucket_name)
+pulumi.export("datasetFileSystems", datasets.file_system_ids)
+pulumi.export("imageRepositories", supply_chain.repository_urls)
+pulumi.export("imageCiRoles", supply_chain.ci_role_arns)

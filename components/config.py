@@ -10,14 +10,16 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import json
+import math
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 import pulumi
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo,
+                      field_validator, model_validator)
 from pydantic.alias_generators import to_camel
 
-from components import catalog
+from components import catalog, labels
 
 PROJECT = "mlops-platform"
 
@@ -66,6 +68,39 @@ IamRoleArn = Annotated[str, AfterValidator(_iam_role_arn)]
 S3Uri = Annotated[str, AfterValidator(_s3_uri)]
 GpuInstanceType = Annotated[str, AfterValidator(_gpu_instance_type)]
 CapacityType = Literal["ON_DEMAND", "SPOT"]
+
+# Registries where anyone can publish: a prefix there must name the namespace (owner) it trusts.
+MULTI_TENANT_REGISTRIES = ("docker.io", "index.docker.io", "registry-1.docker.io", "public.ecr.aws", "ghcr.io",
+                           "quay.io", "gcr.io", "registry.gitlab.com", "nvcr.io")
+
+
+def _registry_prefix(value: str) -> str:
+    """An image-reference prefix the admission policy allows: a registry host, a path, and a trailing '/'."""
+    if not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+(:\d+)?/([a-z0-9._-]+/)*",
+                        value):
+        raise ValueError("must be a registry host with a dot and an optional path, ending in '/', for example "
+                         "'nvcr.io/nvidia/' (images are matched by prefix, so the '/' keeps 'nvcr.io.evil.com' out)")
+    if value.rstrip("/") in MULTI_TENANT_REGISTRIES:
+        raise ValueError(f"would allow every image anyone publishes on {value.rstrip('/')}; name the namespace you "
+                         f"trust, for example '{value}library/' or '{value}nvidia/'")
+    return value
+
+
+def _github_repository(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9](-?[A-Za-z0-9]){0,38}/[A-Za-z0-9._-]{1,100}", value):
+        raise ValueError("must be a GitHub repository as owner/name, for example 'acme/fraud-models'")
+    return value
+
+
+def _git_branch(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*", value) or ".." in value:
+        raise ValueError("must be a branch name without wildcards, for example 'main' or 'release/v2'")
+    return value
+
+
+RegistryPrefix = Annotated[str, AfterValidator(_registry_prefix)]
+GithubRepository = Annotated[str, AfterValidator(_github_repository)]
+GitBranch = Annotated[str, AfterValidator(_git_branch)]
 
 
 class Model(BaseModel):
@@ -154,7 +189,8 @@ class ClusterConfig(Model):
     public_access_cidrs: list[Cidr] = ["0.0.0.0/0"]
     log_types: list[Literal[CONTROL_PLANE_LOG_TYPES]] = list(CONTROL_PLANE_LOG_TYPES)  # type: ignore[valid-type]
     log_retention_days: Literal[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1827, 3653] = 30
-    addon_versions: dict[Literal["vpc-cni", "coredns", "kube-proxy", "aws-ebs-csi-driver"], str] = {}
+    addon_versions: dict[Literal["vpc-cni", "coredns", "kube-proxy", "aws-ebs-csi-driver", "aws-fsx-csi-driver"],
+                          str] = {}
     system_nodes: SystemNodesConfig = SystemNodesConfig()
     gpu_node_groups: list[GpuNodeGroupConfig] = []
 
@@ -171,8 +207,16 @@ class ClusterConfig(Model):
 # Teams
 
 
+class CanaryConfig(Model):
+    """A new model version rolled out to a share of the traffic; the version at `location` keeps the rest."""
+
+    location: S3Uri
+    traffic_percent: Annotated[int, Field(ge=1, le=99)] = 5
+
+
 class ModelDeploymentConfig(Model):
-    """A model a team serves: where it is and the traffic it must take; the platform sizes the rest."""
+    """A model a team serves: where it is and the traffic it must take; the platform sizes the rest
+    (components/serving.py, capacity figures per framework in components/data/serving.yaml)."""
 
     name: DnsLabel
     location: S3Uri
@@ -180,14 +224,447 @@ class ModelDeploymentConfig(Model):
     peak_rps: Annotated[float, Field(gt=0)]
     latency_p99_ms: Annotated[int, Field(gt=0)] = 100
     gpu: bool = False
+    runtime: DnsLabel | None = None                                       # a ClusterServingRuntime name
+    capacity_rps_per_replica: Annotated[float, Field(gt=0)] | None = None  # measured; overrides the data file
+    canary: CanaryConfig | None = None
+
+    def sizing(self, is_prod: bool) -> ModelSizing:
+        """The sizing rule (README, "Model serving"): enough replicas at the CPU target for the peak traffic.
+
+        usable rps per replica = capacity x target utilisation x min(1, latencyP99Ms / reference p99)
+        maxReplicas = max(minReplicas, ceil(peakRps / usable rps per replica)); minReplicas 2 in prod, 1 in dev.
+        """
+        fw = catalog.serving_frameworks()[self.framework]
+        scaling = catalog.serving_autoscaling()
+        capacity = self.capacity_rps_per_replica or (fw.gpu_rps_per_replica if self.gpu else None) \
+            or fw.rps_per_replica
+        latency_factor = min(1.0, self.latency_p99_ms / fw.reference_p99_ms)
+        usable = capacity * scaling.target_utilization_percent / 100 * latency_factor
+        min_replicas = scaling.min_replicas_prod if is_prod else scaling.min_replicas_dev
+        # round() first: 2000 / 40.000000001 must not become 51 replicas
+        needed = math.ceil(round(self.peak_rps / usable, 6))
+        return ModelSizing(min_replicas, max(min_replicas, needed), scaling.metric,
+                           scaling.target_utilization_percent, capacity, usable)
+
+
+class ModelSizing(NamedTuple):
+    min_replicas: int
+    max_replicas: int
+    scale_metric: str
+    scale_target: int                  # percent of the CPU request
+    rps_per_replica: float             # capacity of one replica at 100% of its CPU request
+    usable_rps_per_replica: float      # what the autoscaler lets one replica take before adding another
+
+
+OPEN_INTERNET = ("0.0.0.0/0", "::/0")
+
+
+def _not_open_internet(value: str) -> str:
+    if value in OPEN_INTERNET:
+        raise ValueError("would open the pods to the whole internet; list the package index's own CIDRs or use a proxy")
+    return value
+
+
+def _kubernetes_group(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][-A-Za-z0-9_.:@/]{0,99}", value) or value.startswith("system:"):
+        raise ValueError("must be a Kubernetes group name not starting with 'system:', for example 'team:fraud-detection'")
+    return value
+
+
+def _mig_profile(value: str) -> str:
+    if not re.fullmatch(r"(\d+c\.)?\d+g\.\d+gb([+-][a-z][a-z.,]*)?", value):
+        raise ValueError("must be a MIG profile name, for example '1g.10gb' (the resource becomes nvidia.com/mig-1g.10gb)")
+    return value
+
+
+PackageCidr = Annotated[str, AfterValidator(_cidr), AfterValidator(_not_open_internet)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class PackageProxyConfig(Model):
+    """A proxy the notebooks reach package indexes through: pods in the cluster, or an address in the VPC."""
+
+    namespace: DnsLabel | None = None
+    pod_labels: dict[str, str] = {}
+    cidr: PackageCidr | None = None
+    port: Port
+
+    @model_validator(mode="after")
+    def _one_target(self) -> PackageProxyConfig:
+        if (self.namespace is None) == (self.cidr is None):
+            raise ValueError("set either namespace (with podLabels) for a proxy in the cluster, or cidr for one "
+                             "outside it, not both")
+        if self.namespace is not None and not self.pod_labels:
+            raise ValueError("podLabels is required with namespace, so only the proxy's pods are reachable")
+        return self
+
+
+class PackageIndexConfig(Model):
+    """Where a team's notebooks may `pip install` from: an allowlist of CIDRs (HTTPS), or a proxy."""
+
+    cidrs: list[PackageCidr] = []
+    port: Port = 443
+    proxy: PackageProxyConfig | None = None
+
+    @model_validator(mode="after")
+    def _cidrs_or_proxy(self) -> PackageIndexConfig:
+        if bool(self.cidrs) == (self.proxy is not None):
+            raise ValueError("set either cidrs (the package index's addresses) or proxy, not both and not neither")
+        return self
 
 
 class TeamConfig(Model):
+    """A tenant: a namespace with quotas, identities, RBAC and NetworkPolicies. Only name and gpuQuota are needed."""
+
     name: DnsLabel
     gpu_quota: Annotated[int, Field(ge=0)]
     notebook_profiles: list[str] = ["cpu"]
     datasets: list[DnsLabel] = []
     models: list[ModelDeploymentConfig] = []
+    # Kubernetes group bound to the team's role in its namespace (default `team:<name>`); `memberRoleArns`
+    # are IAM roles mapped into that group through EKS access entries.
+    group: Annotated[str, AfterValidator(_kubernetes_group)] | None = None
+    member_role_arns: list[IamRoleArn] = []
+    cpu_quota: Annotated[int, Field(ge=1)] = 64               # cores requested at once
+    memory_quota_gib: Annotated[int, Field(ge=1)] = 256
+    storage_quota_gib: Annotated[int, Field(ge=1)] = 1000     # PVC storage (home volumes, scratch), datasets on top
+    # Shared GPU units the team may request at once, where GPU pools offer them: MIG instances by profile
+    # (`nvidia.com/mig-<profile>`) and time-sliced replicas (`nvidia.com/gpu.shared`). Unset: what gpuQuota whole
+    # GPUs would give (GPUs x instances or replicas per GPU), at most what the pools supply.
+    mig_quota: dict[Annotated[str, AfterValidator(_mig_profile)], Annotated[int, Field(ge=0)]] = {}
+    shared_gpu_quota: Annotated[int, Field(ge=0)] | None = None
+    package_index: PackageIndexConfig | None = None          # none: notebooks cannot reach any package index
+    # Supply chain (components/supply_chain.py): the GitHub repository and branch whose workflow, calling the
+    # platform's team-image workflow, may push to the team's ECR repository; none: no CI role, nobody pushes.
+    ci_repository: GithubRepository | None = None
+    ci_branch: GitBranch = "main"
+    # The team's admission exception: image prefixes allowed in its namespace on top of supplyChain's.
+    image_registries: list[RegistryPrefix] = []
+
+    @property
+    def kubernetes_group(self) -> str:
+        return self.group or f"team:{self.name}"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Datasets
+
+
+FsxDeploymentType = Literal["SCRATCH_2", "PERSISTENT_2"]
+
+
+class DatasetConfig(Model):
+    """A training data set in S3, served read-only from its own FSx for Lustre file system to the teams that may
+    read it. A data scientist writes `name`, `location` and `sizeGiB`; the rest has defaults.
+
+    FSx's own rules (storage steps, throughput tiers, backups) come from components/data/fsx.yaml, with sources.
+    """
+
+    name: DnsLabel
+    location: S3Uri                                           # s3://bucket/prefix the file system shows at its root
+    deployment_type: FsxDeploymentType = "SCRATCH_2"          # SCRATCH_2: cheap cache of S3; PERSISTENT_2: replicated
+    per_unit_storage_throughput: int | None = None            # MBps/TiB, PERSISTENT_2 only (default in fsx.yaml)
+    size_gib: Annotated[int, Field(alias="sizeGiB", gt=0)]   # file system capacity; must hold the data (LZ4-compressed)
+    teams: list[DnsLabel] = []                                # teams that may read it (or name it in teams[].datasets)
+    auto_import: bool = True                                  # new/changed/deleted S3 objects appear on the file system
+    subnet_index: Annotated[int, Field(ge=0)] = 0             # which private subnet (AZ): put it where the GPUs run
+    backup_retention_days: Annotated[int, Field(ge=0, le=90)] | None = None  # PERSISTENT_2; default 7 in prod, 0 in dev
+
+    @field_validator("per_unit_storage_throughput")
+    @classmethod
+    def _throughput_tier(cls, value: int | None, info: ValidationInfo) -> int | None:
+        kind = info.data.get("deployment_type")
+        if value is None or kind is None:
+            return value
+        tiers = catalog.fsx_deployment_types()[kind].throughput_tiers
+        if not tiers:
+            raise ValueError(f"cannot be set for {kind} (fixed throughput); remove it or use PERSISTENT_2")
+        if value not in tiers:
+            raise ValueError(f"must be one of {', '.join(map(str, tiers))} MBps/TiB for {kind}")
+        return value
+
+    @field_validator("size_gib")
+    @classmethod
+    def _capacity_step(cls, value: int, info: ValidationInfo) -> int:
+        kind = info.data.get("deployment_type")
+        problem = kind and catalog.fsx_capacity_error(kind, value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("backup_retention_days")
+    @classmethod
+    def _backups_supported(cls, value: int | None, info: ValidationInfo) -> int | None:
+        kind = info.data.get("deployment_type")
+        if value and kind and not catalog.fsx_deployment_types()[kind].backups:
+            raise ValueError(f"{kind} file systems cannot be backed up; use PERSISTENT_2 or remove it")
+        return value
+
+    @property
+    def fsx(self) -> catalog.FsxDeploymentType:
+        return catalog.fsx_deployment_types()[self.deployment_type]
+
+    @property
+    def throughput(self) -> int | None:
+        return self.per_unit_storage_throughput or self.fsx.default_throughput
+
+    def backup_days(self, is_prod: bool) -> int:
+        """Automatic daily backups kept, in days: only for persistent types; on by default in prod only."""
+        if not self.fsx.backups:
+            return 0
+        if self.backup_retention_days is not None:
+            return self.backup_retention_days
+        return catalog.fsx()["backupRetentionDays"]["prodDefault"] if is_prod else 0
+
+
+# ---------------------------------------------------------------------------------------------------
+# GPU capacity: Karpenter NodePools (GPU pools under `gpu`, CPU pools under `karpenter`) and GPU sharing
+# through the NVIDIA GPU operator. Hardware limits (MIG profiles, time-slicing replicas) come from
+# components/data/ through components/catalog.py; rules needing the GPU type are in _gpu_rule_errors.
+
+Duration = Annotated[str, Field(pattern=r"^([0-9]+(s|m|h))+$")]
+# An EKS-optimized AMI selected by Karpenter alias, pinned to a release (never `latest`): Karpenter picks the
+# NVIDIA (accelerated) variant of the release for GPU instance types.
+AmiAlias = Annotated[str, Field(pattern=r"^(al2023|bottlerocket)@v[0-9][0-9.]*$")]
+KarpenterCapacityType = Literal["spot", "on-demand"]
+SharingMode = Literal["none", "time-slicing", "mig"]
+
+
+class DisruptionBudgetConfig(Model):
+    """At most `nodes` (a count or a percentage) disrupted at once, for the given reasons (all when empty)."""
+
+    nodes: Annotated[str, Field(pattern=r"^((100|[0-9]{1,2})%|[0-9]+)$")]
+    reasons: list[Literal["Empty", "Underutilized", "Drifted"]] = []
+    schedule: str | None = None        # cron, e.g. "0 9 * * mon-fri"; with `duration`
+    duration: Annotated[str, Field(pattern=r"^((([0-9]+(h|m))|([0-9]+h[0-9]+m))(0s)?)$")] | None = None
+
+    @model_validator(mode="after")
+    def _schedule_with_duration(self) -> DisruptionBudgetConfig:
+        if (self.schedule is None) != (self.duration is None):
+            raise ValueError("schedule and duration go together: set both (a window) or neither (always)")
+        return self
+
+
+class AmiConfig(Model):
+    """The image of a pool's nodes: an EKS-optimized alias (driver preinstalled), or your own AMI by id."""
+
+    alias: AmiAlias | None = None
+    id: Annotated[str, Field(pattern=r"^ami-[0-9a-f]{8,17}$")] | None = None
+    family: Literal["AL2023", "Bottlerocket"] | None = None   # with `id`: how Karpenter writes the user data
+    nvidia_driver: Literal["preinstalled", "operator"] = "preinstalled"
+
+    @model_validator(mode="after")
+    def _one_source(self) -> AmiConfig:
+        if (self.alias is None) == (self.id is None):
+            raise ValueError("set either alias (e.g. 'al2023@v20260512') or id (your own AMI), not both")
+        if self.id is not None and self.family is None:
+            raise ValueError("family is required with id: 'AL2023' or 'Bottlerocket'")
+        if self.alias is not None and self.nvidia_driver != "preinstalled":
+            raise ValueError("EKS-optimized AMIs ship the NVIDIA driver and toolkit; nvidiaDriver 'operator' is "
+                             "only for your own AMI (id) without them")
+        if self.nvidia_driver == "operator" and self.family == "Bottlerocket":
+            raise ValueError("the GPU operator cannot install a driver on Bottlerocket; use an AL2023 AMI")
+        return self
+
+    @property
+    def family_name(self) -> str:
+        if self.alias is not None:
+            return "Bottlerocket" if self.alias.startswith("bottlerocket@") else "AL2023"
+        return self.family or "AL2023"
+
+
+class SharingConfig(Model):
+    """How a pool's GPUs are shared: whole GPUs, time-sliced replicas, or MIG instances."""
+
+    mode: SharingMode = "none"
+    replicas: Annotated[int, Field(ge=2)] | None = None       # time-slicing: pods per GPU (range per GPU type)
+    rename_by_default: bool = True                            # time-slicing: advertise nvidia.com/gpu.shared
+    fail_requests_greater_than_one: bool = True               # time-slicing: a pod gets one replica at most
+    mig_layout: dict[str, Annotated[int, Field(ge=1)]] = {}   # mig: profile -> instances on every GPU
+
+
+class NodePoolConfig(Model):
+    """What GPU and CPU NodePools share: capacity types, disruption, expiry, node image and disk."""
+
+    name: DnsLabel
+    capacity_types: Annotated[list[KarpenterCapacityType], Field(min_length=1)] = ["on-demand"]
+    consolidation_policy: Literal["WhenEmpty", "WhenEmptyOrUnderutilized"] = "WhenEmptyOrUnderutilized"
+    consolidate_after: Duration = "1m"
+    expire_after: Duration | Literal["Never"] = "720h"
+    # How long a draining node waits for pods (including `karpenter.sh/do-not-disrupt` ones) before it is
+    # terminated anyway; unset: such pods are waited for indefinitely.
+    termination_grace_period: Duration | None = None
+    budgets: list[DisruptionBudgetConfig] = [DisruptionBudgetConfig(nodes="10%")]
+    disk_gib: Annotated[int, Field(alias="diskGiB", ge=20, le=16000)] = 50
+    ami: AmiConfig | None = None       # default: karpenter.amiAlias
+
+    @model_validator(mode="after")
+    def _unique_capacity_types(self) -> NodePoolConfig:
+        if len(set(self.capacity_types)) != len(self.capacity_types):
+            raise ValueError("capacityTypes lists a type twice")
+        return self
+
+
+GPU_POOL_BUDGETS = [
+    DisruptionBudgetConfig(nodes="100%", reasons=["Empty"]),        # empty GPU nodes go at once
+    DisruptionBudgetConfig(nodes="1", reasons=["Drifted", "Underutilized"]),
+]
+
+
+class GpuNodePoolConfig(NodePoolConfig):
+    """A Karpenter NodePool of one GPU type, tainted `nvidia.com/gpu`, scaling to zero."""
+
+    instance_types: Annotated[list[GpuInstanceType], Field(min_length=1)]
+    gpu_limit: Annotated[int, Field(ge=1)]                    # physical GPUs the pool may hold at once
+    cpu_limit: Annotated[int, Field(ge=1)] | None = None      # default: the vCPUs that come with gpuLimit GPUs
+    consolidation_policy: Literal["WhenEmpty", "WhenEmptyOrUnderutilized"] = "WhenEmpty"
+    consolidate_after: Duration = "30s"                       # an empty GPU node goes after 30 s
+    budgets: list[DisruptionBudgetConfig] = GPU_POOL_BUDGETS
+    disk_gib: Annotated[int, Field(alias="diskGiB", ge=100, le=16000)] = 200   # CUDA images are large
+    sharing: SharingConfig = SharingConfig()
+
+    @model_validator(mode="after")
+    def _one_gpu_type(self) -> GpuNodePoolConfig:
+        kinds = {catalog.instance_types()[t].gpu_type for t in self.instance_types}
+        if len(kinds) > 1:
+            raise ValueError(f"instanceTypes mix GPU types {sorted(kinds)}; a NodePool holds one GPU type so its "
+                             "labels, sharing config and MIG layout fit every node")
+        if len(set(self.instance_types)) != len(self.instance_types):
+            raise ValueError("instanceTypes lists a type twice")
+        return self
+
+    @property
+    def gpu_type(self) -> str:
+        return catalog.instance_types()[self.instance_types[0]].gpu_type
+
+    @property
+    def gpus_per_node(self) -> list[int]:
+        return sorted({catalog.instance_types()[t].gpus for t in self.instance_types})
+
+    @property
+    def default_cpu_limit(self) -> int:
+        """vCPUs of gpuLimit GPUs' worth of the pool's most CPU-rich instance type (so it never binds first)."""
+        table = catalog.instance_types()
+        return max(-(-self.gpu_limit * table[t].vcpu // table[t].gpus) for t in self.instance_types)
+
+    def gpu_resources(self, mig_strategy: str) -> dict[str, int]:
+        """Extended resource -> units each physical GPU advertises on this pool's nodes (device plugin)."""
+        s = self.sharing
+        if s.mode == "time-slicing" and s.replicas:
+            return {labels.GPU_SHARED_RESOURCE if s.rename_by_default else labels.GPU_RESOURCE: s.replicas}
+        if s.mode == "mig" and s.mig_layout:
+            if mig_strategy == "single":
+                return {labels.GPU_RESOURCE: sum(s.mig_layout.values())}
+            return {labels.MIG_RESOURCE_PREFIX + p: n for p, n in s.mig_layout.items()}
+        return {labels.GPU_RESOURCE: 1}
+
+    def limits(self, mig_strategy: str) -> dict[str, int]:
+        """The NodePool's `limits`: vCPUs, physical GPUs (`nvidia.com/gpu`), and every shared resource at the
+        GPU limit. Where sharing keeps the name `nvidia.com/gpu` (time-slicing without rename, MIG single), a
+        node advertises one unit per replica or MIG device, so that limit counts those units."""
+        limits = {"cpu": self.cpu_limit or self.default_cpu_limit, labels.GPU_RESOURCE: self.gpu_limit}
+        limits.update({res: self.gpu_limit * units for res, units in self.gpu_resources(mig_strategy).items()})
+        return limits
+
+
+class GpuAlertsConfig(Model):
+    """Thresholds of the waste alerts on DCGM exporter metrics (PrometheusRules)."""
+
+    idle_utilization_percent: Annotated[int, Field(ge=1, le=100)] = 10   # a GPU held by a pod below this ...
+    idle_for: Duration = "30m"                                           # ... for this long is idle
+    memory_used_percent: Annotated[int, Field(ge=1, le=100)] = 25        # a pod never using more GPU memory ...
+    rightsizing_for: Duration = "6h"                                     # ... for this long fits a smaller GPU
+
+
+class GpuConfig(Model):
+    """GPU NodePools, GPU sharing and the GPU waste alerts."""
+
+    node_pools: list[GpuNodePoolConfig] = [
+        GpuNodePoolConfig(name="training", instance_types=["g5.xlarge", "g5.2xlarge"], capacity_types=["spot"],
+                          gpu_limit=4),
+        GpuNodePoolConfig(name="inference", instance_types=["g6.xlarge", "g6.2xlarge"],
+                          capacity_types=["on-demand"], gpu_limit=2),
+    ]
+    mig_strategy: Literal["single", "mixed"] = "mixed"   # single: every MIG pool uses one profile per GPU
+    alerts: GpuAlertsConfig = GpuAlertsConfig()
+
+
+class CpuNodePoolConfig(NodePoolConfig):
+    """A Karpenter NodePool of general-purpose instances for CPU work (no taint)."""
+
+    instance_categories: Annotated[list[Literal["c", "m", "r"]], Field(min_length=1)] = ["c", "m", "r"]
+    min_generation: Annotated[int, Field(ge=5, le=9)] = 6
+    capacity_types: Annotated[list[KarpenterCapacityType], Field(min_length=1)] = ["spot", "on-demand"]
+    cpu_limit: Annotated[int, Field(ge=1)] = 64
+    memory_limit_gib: Annotated[int, Field(alias="memoryLimitGiB", ge=1)] = 256
+
+
+class KarpenterConfig(Model):
+    """The Karpenter controller and the CPU NodePools (GPU NodePools are under `gpu.nodePools`)."""
+
+    # EKS AMI release v20260512 ships Kubernetes 1.34 nodes; move it forward deliberately (a preview shows drift).
+    ami_alias: AmiAlias = "al2023@v20260512"
+    controller_replicas: Annotated[int, Field(ge=1, le=3)] = 2
+    cpu_node_pools: list[CpuNodePoolConfig] = [CpuNodePoolConfig(name="general")]
+
+
+# ---------------------------------------------------------------------------------------------------
+# MLflow (tracking server + model registry; components/mlflow.py)
+
+
+class MlflowDatabaseConfig(Model):
+    """The RDS PostgreSQL instance behind MLflow's tracking store and model registry."""
+
+    instance_class: Annotated[str, Field(pattern=r"^db\.[a-z0-9]+\.[a-z0-9]+$")] = "db.t4g.medium"
+    allocated_storage_gib: Annotated[int, Field(ge=20, le=65536)] = 20
+    max_allocated_storage_gib: Annotated[int, Field(ge=20, le=65536)] = 100   # storage autoscaling ceiling
+    multi_az: bool | None = None                                              # default: true in prod only
+    backup_retention_days: Annotated[int, Field(ge=1, le=35)] = 7
+
+    @model_validator(mode="after")
+    def _storage_ordered(self) -> MlflowDatabaseConfig:
+        if self.max_allocated_storage_gib < self.allocated_storage_gib:
+            raise ValueError("maxAllocatedStorageGib must be at least allocatedStorageGib")
+        return self
+
+
+class MlflowConfig(Model):
+    replicas: Annotated[int, Field(ge=1, le=10)] | None = None               # default: 2 in prod, 1 in dev
+    database: MlflowDatabaseConfig = MlflowDatabaseConfig()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Supply chain (team image repositories, CI push roles, image admission; components/supply_chain.py)
+
+# Images that may run besides the stack's own team ECR repositories (README, "Supply chain"). Team namespaces also
+# run pods the platform's controllers build, so their upstream images must pass too; the policy pack checks every
+# workload the program declares against this list. A `docker.io/<org>/` entry also allows the short `<org>/...`.
+DEFAULT_ALLOWED_REGISTRIES = (
+    "public.ecr.aws/docker/library/",   # Docker's official images (python, ubuntu, ...) as mirrored on ECR Public
+    "nvcr.io/nvidia/",                  # NVIDIA NGC: CUDA, PyTorch, Triton (also KServe's Triton runtime)
+    "ghcr.io/mlflow/",                  # the MLflow tracking server (components/mlflow.py)
+    "docker.io/kserve/",                # KServe model servers and storage-initializer in InferenceService pods
+    "docker.io/pytorch/",               # KServe's TorchServe runtime
+    "docker.io/tensorflow/",            # KServe's TensorFlow Serving runtime
+    "gcr.io/knative-releases/",         # Knative's queue-proxy sidecar in InferenceService pods
+    "quay.io/jupyter/",                 # Jupyter's notebook images
+    "quay.io/jupyterhub/",              # zero-to-jupyterhub's single-user helpers
+)
+
+
+class SupplyChainConfig(Model):
+    allowed_registries: list[RegistryPrefix] = list(DEFAULT_ALLOWED_REGISTRIES)   # plus this stack's team ECR
+    scanning: Literal["basic", "enhanced"] = "basic"      # enhanced: Amazon Inspector, continuous, registry-wide
+    admission_action: Literal["Deny", "Warn"] = "Deny"    # Warn: report violations to the client, admit anyway
+    untagged_image_days: Annotated[int, Field(ge=1, le=365)] = 7      # untagged images expire after this
+    max_images: Annotated[int, Field(ge=10, le=10000)] = 500          # per team repository, oldest expire first
+    # The repository holding this platform's `.github/workflows/team-image.yml`: CI roles trust only that
+    # workflow (its `job_workflow_ref`), so every pushed image went through its Trivy scan.
+    workflow_repository: GithubRepository | None = None
+    # The account's existing IAM OIDC provider for token.actions.githubusercontent.com (one per account); none:
+    # this stack declares it.
+    github_oidc_provider_arn: Annotated[str, Field(
+        pattern=r"^arn:aws[-a-z]*:iam::\d{12}:oidc-provider/token\.actions\.githubusercontent\.com$")] | None = None
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -200,10 +677,242 @@ class PlatformConfig(Model):
     network: NetworkConfig = NetworkConfig()
     cluster: ClusterConfig = ClusterConfig()
     teams: list[TeamConfig] = []
+    datasets: list[DatasetConfig] = []
+    mlflow: MlflowConfig = MlflowConfig()
+    gpu: GpuConfig = GpuConfig()
+    karpenter: KarpenterConfig = KarpenterConfig()
+    supply_chain: SupplyChainConfig = SupplyChainConfig()
 
     @property
     def is_prod(self) -> bool:
         return self.environment == "prod"
+
+    def dataset_readers(self) -> dict[str, list[str]]:
+        """Dataset name -> the teams that may read it: named in `datasets[].teams` or in `teams[].datasets`."""
+        return {d.name: [t.name for t in self.teams if t.name in d.teams or d.name in t.datasets]
+                for d in self.datasets}
+
+
+def gpu_capacity(cfg: PlatformConfig) -> int:
+    """The most GPUs the stack's GPU pools can supply at once: the sum of every declared GPU pool's maximum.
+
+    Managed GPU node groups count `maxSize` x GPUs per instance; every other GPU pool the config declares
+    (Karpenter GPU NodePools) counts its `nvidia.com/gpu` limit. A team's `gpuQuota` may not exceed it.
+    """
+    return sum(g.max_gpus for g in cfg.cluster.gpu_node_groups) + \
+        sum(p.limits(cfg.gpu.mig_strategy)[labels.GPU_RESOURCE] for p in cfg.gpu.node_pools)
+
+
+def gpu_resource_supply(cfg: PlatformConfig) -> dict[str, int]:
+    """Every GPU extended resource the stack's GPU pools advertise, with the most units they can supply at once:
+    `nvidia.com/gpu`, and where pools share GPUs `nvidia.com/gpu.shared` and `nvidia.com/mig-<profile>`."""
+    supply = {labels.GPU_RESOURCE: sum(g.max_gpus for g in cfg.cluster.gpu_node_groups)}
+    for pool in cfg.gpu.node_pools:
+        for resource, units in pool.limits(cfg.gpu.mig_strategy).items():
+            if resource != "cpu":
+                supply[resource] = supply.get(resource, 0) + units
+    return supply
+
+
+def team_gpu_quota(cfg: PlatformConfig, team: TeamConfig) -> dict[str, int]:
+    """The team's quota for every GPU resource the stack offers. Shared resources the team's config does not set
+    default to what `gpuQuota` whole GPUs would give (GPUs x replicas or MIG instances per GPU), at most the supply."""
+    supply = gpu_resource_supply(cfg)
+    per_gpu: dict[str, int] = {}
+    for pool in cfg.gpu.node_pools:
+        for resource, units in pool.gpu_resources(cfg.gpu.mig_strategy).items():
+            per_gpu[resource] = max(per_gpu.get(resource, 0), units)
+    explicit = {labels.MIG_RESOURCE_PREFIX + p: n for p, n in team.mig_quota.items()}
+    if team.shared_gpu_quota is not None:
+        explicit[labels.GPU_SHARED_RESOURCE] = team.shared_gpu_quota
+    quota = {r: min(team.gpu_quota * per_gpu.get(r, 1), n) for r, n in supply.items() if r != labels.GPU_RESOURCE}
+    return {**quota, **explicit, labels.GPU_RESOURCE: team.gpu_quota}
+
+
+def _team_rule_errors(cfg: PlatformConfig) -> list[tuple[str, str, Any]]:
+    """Tenancy rules across sections: quotas against GPU capacity, one team per IAM role."""
+    errors: list[tuple[str, str, Any]] = []
+    capacity = gpu_capacity(cfg)
+    supply = gpu_resource_supply(cfg)
+    for i, team in enumerate(cfg.teams):
+        shared = [(f"teams[{i}].migQuota[{p}]", labels.MIG_RESOURCE_PREFIX + p, n) for p, n in team.mig_quota.items()]
+        if team.shared_gpu_quota is not None:
+            shared.append((f"teams[{i}].sharedGpuQuota", labels.GPU_SHARED_RESOURCE, team.shared_gpu_quota))
+        for path, resource, n in shared:
+            if resource not in supply:
+                offered = ", ".join(sorted(r for r in supply if r != labels.GPU_RESOURCE)) or "none"
+                errors.append((path, f"asks for {resource}, which no GPU pool offers (shared GPU resources offered: "
+                               f"{offered}); add a pool with that sharing under gpu.nodePools", n))
+            elif n > supply[resource]:
+                errors.append((path, f"exceeds the {supply[resource]} {resource} the GPU pools can supply at most",
+                               n))
+    owner: dict[str, str] = {arn: "cluster.adminRoleArns" for arn in cfg.cluster.admin_role_arns}
+    for i, team in enumerate(cfg.teams):
+        if team.gpu_quota > capacity:
+            errors.append((f"teams[{i}].gpuQuota",
+                           f"exceeds the {capacity} GPUs the stack's GPU pools can supply at most; lower it or "
+                           "raise a GPU pool's maximum (cluster.gpuNodeGroups maxSize or a GPU NodePool's limit)",
+                           team.gpu_quota))
+        for j, arn in enumerate(team.member_role_arns):
+            if arn in owner:
+                errors.append((f"teams[{i}].memberRoleArns[{j}]",
+                               f"is already in {owner[arn]}; EKS gives a role one access entry, so a role can "
+                               "belong to one team only", arn))
+            owner.setdefault(arn, f"teams[{i}].memberRoleArns")
+    return errors
+
+
+def _dataset_rule_errors(cfg: PlatformConfig) -> list[tuple[str, str, Any]]:
+    """Datasets against teams and the network: references exist, names unique, subnet exists, prod backups."""
+    errors: list[tuple[str, str, Any]] = []
+    team_names = [t.name for t in cfg.teams]
+    dataset_names = [d.name for d in cfg.datasets]
+    subnets = len(cfg.network.existing.private_subnet_ids) if cfg.network.existing else cfg.network.az_count
+    for i, d in enumerate(cfg.datasets):
+        if dataset_names.index(d.name) != i:
+            errors.append((f"datasets[{i}].name", "must be unique; another dataset already has this name", d.name))
+        for j, team in enumerate(d.teams):
+            if team not in team_names:
+                errors.append((f"datasets[{i}].teams[{j}]",
+                               f"names no team in `teams`; known: {', '.join(team_names) or '(none)'}", team))
+        if d.subnet_index >= subnets:
+            errors.append((f"datasets[{i}].subnetIndex",
+                           f"must be less than {subnets}, the number of private subnets (FSx for Lustre lives in "
+                           "one subnet, one AZ)", d.subnet_index))
+        if cfg.is_prod and d.fsx.backups and d.backup_days(is_prod=True) < 1:
+            errors.append((f"datasets[{i}].backupRetentionDays",
+                           f"must be at least 1 in prod for {d.deployment_type}: persistent file systems are backed "
+                           "up daily", d.backup_retention_days))
+    for i, team in enumerate(cfg.teams):
+        for j, name in enumerate(team.datasets):
+            if name not in dataset_names:
+                errors.append((f"teams[{i}].datasets[{j}]",
+                               f"names no dataset in `datasets`; known: {', '.join(dataset_names) or '(none)'}", name))
+    return errors
+
+
+def _serving_rule_errors(cfg: PlatformConfig) -> list[tuple[str, str, Any]]:
+    """Model deployments against the serving catalog (components/data/serving.yaml)."""
+    errors: list[tuple[str, str, Any]] = []
+    frameworks = catalog.serving_frameworks()
+    for i, team in enumerate(cfg.teams):
+        for j, m in enumerate(team.models):
+            path, fw = f"teams[{i}].models[{j}]", frameworks[m.framework]
+            if m.gpu and fw.gpu_rps_per_replica is None:
+                errors.append((f"{path}.gpu", f"cannot be true for framework '{m.framework}': its runtime "
+                               f"({fw.runtime}) has no GPU path; serve it on CPU or export it to onnx", m.gpu))
+            if m.latency_p99_ms < fw.min_p99_ms:
+                errors.append((f"{path}.latencyP99Ms", f"is below the {fw.min_p99_ms} ms the '{m.framework}' "
+                               "runtime needs to answer at all (model server and queue-proxy overhead)",
+                               m.latency_p99_ms))
+            if m.canary is not None and m.canary.location.rstrip("/") == m.location.rstrip("/"):
+                errors.append((f"{path}.canary.location", "must differ from `location`: a canary rolls out a new "
+                               "model version next to the one at `location`", m.canary.location))
+        errors += _model_quota_errors(cfg, i, team)
+    return errors
+
+
+def _model_quota_errors(cfg: PlatformConfig, i: int, team: TeamConfig) -> list[tuple[str, str, Any]]:
+    """A team's quota must let its models scale to their peak (CPU, memory) and start at all (GPUs)."""
+    frameworks = catalog.serving_frameworks()
+    cpus = memory = min_gpus = 0.0
+    for m in team.models:
+        fw, size = frameworks[m.framework], m.sizing(cfg.is_prod)
+        cpus += size.max_replicas * float(fw.cpu)
+        memory += size.max_replicas * fw.memory_gib
+        min_gpus += size.min_replicas if m.gpu else 0
+    peak = "at their peak traffic (maxReplicas x the replica's requests, components/data/serving.yaml)"
+    checks = [("cpuQuota", team.cpu_quota, cpus, f"CPUs the team's models need {peak}"),
+              ("memoryQuotaGib", team.memory_quota_gib, memory, f"GiB the team's models need {peak}"),
+              ("gpuQuota", team.gpu_quota, min_gpus, "GPUs the team's GPU models need to start (their minReplicas)")]
+    return [(f"teams[{i}].{key}", f"is below the {need:g} {what}; raise it, or lower the models' peakRps",
+             quota) for key, quota, need, what in checks if need > quota]
+
+
+def _mlflow_rule_errors(cfg: PlatformConfig) -> list[tuple[str, str, Any]]:
+    """MLflow's availability and recoverability in prod."""
+    if not cfg.is_prod:
+        return []
+    ml = cfg.mlflow
+    rules = [
+        ("mlflow.replicas", ml.replicas is not None and ml.replicas < 2,
+         "must be at least 2 in prod, so a node drain or crash does not take the tracking server down", ml.replicas),
+        ("mlflow.database.multiAz", ml.database.multi_az is False,
+         "must not be false in prod: a single-AZ database is the model registry's single point of failure",
+         ml.database.multi_az),
+        ("mlflow.database.backupRetentionDays", ml.database.backup_retention_days < 7,
+         "must be at least 7 in prod, so a bad migration or deletion found after a weekend can be undone",
+         ml.database.backup_retention_days),
+    ]
+    return [(path, msg, value) for path, broken, msg, value in rules if broken]
+
+
+def _gpu_rule_errors(cfg: PlatformConfig) -> list[tuple[str, str, Any]]:
+    """GPU and CPU NodePools: unique names, GPU limits that fit a node, sharing within the catalog's limits."""
+    errors: list[tuple[str, str, Any]] = []
+    seen: dict[str, str] = {f"gpu-{g.name}": "cluster.gpuNodeGroups" for g in cfg.cluster.gpu_node_groups}
+    seen.update({g.name: "cluster.gpuNodeGroups" for g in cfg.cluster.gpu_node_groups})
+    pools = [(f"gpu.nodePools[{i}]", p) for i, p in enumerate(cfg.gpu.node_pools)] + \
+            [(f"karpenter.cpuNodePools[{i}]", p) for i, p in enumerate(cfg.karpenter.cpu_node_pools)]
+    for path, pool in pools:
+        if pool.name in seen:
+            errors.append((f"{path}.name", f"must be unique; {seen[pool.name]} already uses this name (NodePools, "
+                           f"node groups and the {labels.NODE_POOL} label share one name space)", pool.name))
+        seen.setdefault(pool.name, path)
+    for i, pool in enumerate(cfg.gpu.node_pools):
+        path, s = f"gpu.nodePools[{i}]", pool.sharing
+        smallest = pool.gpus_per_node[0]
+        if pool.gpu_limit < smallest:
+            errors.append((f"{path}.gpuLimit", f"must be at least {smallest}: the pool's smallest instance type "
+                           f"carries {smallest} GPUs, so no node could ever start", pool.gpu_limit))
+        family = pool.ami.family_name if pool.ami else (
+            "Bottlerocket" if cfg.karpenter.ami_alias.startswith("bottlerocket@") else "AL2023")
+        if family == "Bottlerocket" and s.mode != "none":
+            errors.append((f"{path}.sharing.mode", "must be 'none' on Bottlerocket nodes: Bottlerocket runs its own "
+                           "NVIDIA device plugin, which the GPU operator's sharing configs do not reach; use an "
+                           "AL2023 AMI for shared GPUs", s.mode))
+        if s.mode != "time-slicing" and s.replicas is not None:
+            errors.append((f"{path}.sharing.replicas", f"only applies to mode 'time-slicing' (mode is '{s.mode}')",
+                           s.replicas))
+        if s.mode != "mig" and s.mig_layout:
+            errors.append((f"{path}.sharing.migLayout", f"only applies to mode 'mig' (mode is '{s.mode}')", None))
+        if s.mode == "time-slicing":
+            low, high = catalog.time_slicing_replicas_range(pool.gpu_type)
+            if s.replicas is None:
+                errors.append((f"{path}.sharing.replicas", f"is required with mode 'time-slicing' ({low} to {high} "
+                               f"for {pool.gpu_type} GPUs)", None))
+            elif not low <= s.replicas <= high:
+                errors.append((f"{path}.sharing.replicas", f"must be between {low} and {high} for {pool.gpu_type} "
+                               f"GPUs ({catalog.gpu_types()[pool.gpu_type].memory_gib} GiB, shared by every "
+                               "replica; see components/data/time-slicing.yaml)", s.replicas))
+        if s.mode == "mig":
+            if catalog.mig_model(pool.gpu_type) is None:
+                errors.append((f"{path}.sharing.mode", catalog.mig_layout_problems(pool.gpu_type, {})[0], s.mode))
+            elif not s.mig_layout:
+                profiles = ", ".join(catalog.mig_model(pool.gpu_type).profiles)
+                errors.append((f"{path}.sharing.migLayout", f"is required with mode 'mig': profile -> instances per "
+                               f"GPU, from {profiles}", None))
+            else:
+                for problem in catalog.mig_layout_problems(pool.gpu_type, s.mig_layout, cfg.gpu.mig_strategy):
+                    errors.append((f"{path}.sharing.migLayout", f"impossible on {pool.gpu_type}: {problem}", None))
+    return errors
+
+
+def _supply_chain_rule_errors(cfg: PlatformConfig) -> list[tuple[str, str, Any]]:
+    """CI push roles trust only the platform's scanning workflow; prod admission denies."""
+    errors: list[tuple[str, str, Any]] = []
+    sc = cfg.supply_chain
+    pushers = [f"teams[{i}].ciRepository" for i, t in enumerate(cfg.teams) if t.ci_repository]
+    if pushers and sc.workflow_repository is None:
+        errors.append(("supplyChain.workflowRepository",
+                       f"is required when a team sets ciRepository ({', '.join(pushers)}): name the repository "
+                       "holding .github/workflows/team-image.yml (owner/name), so only that scanning workflow may "
+                       "push images", None))
+    if cfg.is_prod and sc.admission_action != "Deny":
+        errors.append(("supplyChain.admissionAction",
+                       "must be 'Deny' in prod: with 'Warn' unscanned or unpinned images still run",
+                       sc.admission_action))
+    return errors
 
 
 def _rule_errors(cfg: PlatformConfig) -> list[tuple[str, str, Any]]:
@@ -217,6 +926,12 @@ def _rule_errors(cfg: PlatformConfig) -> list[tuple[str, str, Any]]:
         for j, m in enumerate(team.models):
             if model_names.index(m.name) != j:
                 errors.append((f"teams[{i}].models[{j}].name", "must be unique within the team", m.name))
+    errors += _team_rule_errors(cfg)
+    errors += _dataset_rule_errors(cfg)
+    errors += _gpu_rule_errors(cfg)
+    errors += _serving_rule_errors(cfg)
+    errors += _mlflow_rule_errors(cfg)
+    errors += _supply_chain_rule_errors(cfg)
     if cfg.is_prod:
         prod_rules = [
             ("network.azCount", cfg.network.existing is None and cfg.network.az_count < 3,
@@ -254,7 +969,7 @@ def _key_path(loc: tuple) -> str:
     for part in loc:
         if isinstance(part, int):
             path += f"[{part}]"
-        elif part.startswith("function-after") or part in ("literal", "str", "int"):
+        elif part.startswith("function-after") or part in ("literal", "str", "int", "[key]"):
             continue  # pydantic's internal step names, not keys the user wrote
         else:
             path += f".{part}" if path else part

@@ -62,6 +62,37 @@ SERVING_INGRESS = (
     PodSource(namespace="knative-serving", pod_labels={"app": "activator"}),
 )
 
+# JupyterHub (zero-to-jupyterhub) as notebook pods in team namespaces meet it: single-user servers call the
+# hub's API (pod port 8081); the hub and the proxy connect to the servers. Team NetworkPolicies select these.
+JUPYTERHUB_API = ServiceEndpoint(
+    namespace="jupyterhub",
+    pod_labels={"app": "jupyterhub", "component": "hub"},
+    port=8081,
+    url="http://hub.jupyterhub.svc.cluster.local:8081",
+)
+NOTEBOOK_INGRESS = (
+    PodSource(namespace="jupyterhub", pod_labels={"app": "jupyterhub", "component": "proxy"}),
+    PodSource(namespace="jupyterhub", pod_labels={"app": "jupyterhub", "component": "hub"}),
+)
+
+
+@dataclass(frozen=True)
+class PriorityClasses:
+    """The platform's PriorityClass names (declared by the tenancy component), for workloads to set."""
+
+    inference: str
+    notebook: str
+    training: str
+    batch: str          # preemptible batch work: below every other pod, never preempts
+
+
+PRIORITY_CLASSES = PriorityClasses(
+    inference="mlops-inference",
+    notebook="mlops-notebook",
+    training="mlops-training",
+    batch="mlops-batch-preemptible",
+)
+
 
 @dataclass(frozen=True)
 class DvcRemote:
@@ -74,13 +105,22 @@ class DvcRemote:
 
 @dataclass(frozen=True)
 class DatasetAccess:
-    """One dataset's FSx for Lustre file system, as a team that may read it needs it."""
+    """One dataset's FSx for Lustre file system, as one team that may read it needs it.
+
+    A PersistentVolume binds to exactly one claim, so the Datasets component declares one ReadOnlyMany PV per
+    (dataset, team), pre-bound (`claimRef`) to the claim `claim_name` in the team namespace: the team's
+    PersistentVolumeClaim must use that name, `volumeName=persistent_volume_name`, `accessModes=[ReadOnlyMany]`,
+    `storageClassName=storage_class_name` ("" keeps the default StorageClass from provisioning a gp3 volume
+    instead) and a request of `capacity_gib` Gi.
+    """
 
     name: str
     persistent_volume_name: str
     capacity_gib: int
     lustre_cidrs: pulumi.Output[list[str]]   # where the file system's network interfaces live
     s3_uri: str
+    claim_name: str = ""                     # the PVC name in the team namespace ("dataset-<name>")
+    storage_class_name: str = ""
 
 
 @dataclass(frozen=True)

@@ -14,3 +14,20 @@ GPU_TAINT = {"key": GPU_RESOURCE, "value": "true", "effect": "NoSchedule"}
 EKS_TAINT_EFFECT = {"NoSchedule": "NO_SCHEDULE", "NoExecute": "NO_EXECUTE", "PreferNoSchedule": "PREFER_NO_SCHEDULE"}
 
 DISCOVERY_TAG = "karpenter.sh/discovery"     # subnets and security groups Karpenter may use
+
+# GPU capacity (components/karpenter.py, components/gpu_operator.py)
+GPU_SHARING = f"{PREFIX}/gpu-sharing"        # "none" | "time-slicing" | "mig" on GPU NodePool nodes
+MAX_GPUS = f"{PREFIX}/max-gpus"              # NodePool annotation: physical GPUs at the pool's limit
+GPU_SHARED_RESOURCE = f"{GPU_RESOURCE}.shared"   # time-sliced replicas with renameByDefault
+MIG_RESOURCE_PREFIX = "nvidia.com/mig-"      # + profile, e.g. nvidia.com/mig-1g.10gb (MIG strategy mixed)
+DEVICE_PLUGIN_CONFIG = "nvidia.com/device-plugin.config"   # node label: key of the device-plugin ConfigMap
+MIG_CONFIG = "nvidia.com/mig.config"         # node label: mig-parted config applied by mig-manager
+DEPLOY_DRIVER = "nvidia.com/gpu.deploy.driver"             # "false": the AMI ships the NVIDIA driver
+DEPLOY_TOOLKIT = "nvidia.com/gpu.deploy.container-toolkit"
+DEPLOY_DEVICE_PLUGIN = "nvidia.com/gpu.deploy.device-plugin"   # "false" on Bottlerocket (its own plugin)
+KARPENTER_NODEPOOL = "karpenter.sh/nodepool"
+CAPACITY_TYPE = "karpenter.sh/capacity-type"
+DO_NOT_DISRUPT = "karpenter.sh/do-not-disrupt"   # pod annotation "true": Karpenter does not voluntarily evict it
+
+# Supply chain (components/supply_chain.py, policies/images.py)
+IMAGE_ALLOWLIST = f"{PREFIX}/image-allowlist"   # annotation on the image admission policy: its allowlist as JSON

@@ -4,6 +4,6 @@
 all evaluate, so a rule behaves the same in `pulumi preview --policy-pack policies` and offline.
 """
 
-from policies import data, egress, gpu, gpu_workloads
+from policies import data, egress, gpu, gpu_workloads, images
 
-POLICIES: list = [*gpu.POLICIES, *gpu_workloads.POLICIES, *egress.POLICIES, *data.POLICIES]
+POLICIES: list = [*gpu.POLICIES, *gpu_workloads.POLICIES, *egress.POLICIES, *data.POLICIES, *images.POLICIES]

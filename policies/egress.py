@@ -1,5 +1,190 @@
-"""Egress rules: default deny, no internet for training pods, NetworkPolicies only where enforced."""
+"""Egress rules: default deny, no internet for training pods, NetworkPolicies only where enforced.
+
+The NetworkPolicy semantics (selectors, policy types, peers) come from `policies/netpol.py`, the evaluator the
+tenancy tests use too.
+"""
 
 from __future__ import annotations
 
-POLICIES: list = []
+import json
+from typing import Any
+
+from pulumi_policy import (
+    EnforcementLevel,
+    PolicyConfigSchema,
+    ReportViolation,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+    StackValidationArgs,
+    StackValidationPolicy,
+)
+
+from components import labels
+from policies import netpol
+
+NAMESPACE = "kubernetes:core/v1:Namespace"
+NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
+ADDON = "aws:eks/addon:Addon"
+HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
+TRAINING = {labels.JOB_TYPE: "training"}
+
+# Private address space: the VPC (FSx file systems, VPC endpoints) and pod networks.
+PRIVATE_CIDRS = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10"]
+# The S3 managed prefix lists (`com.amazonaws.<region>.s3`) of the regions the shipped stacks use, as
+# `aws ec2 get-managed-prefix-list-entries` lists them. Another region: add its entries to `allowedCidrs`.
+S3_PREFIX_LIST_CIDRS = {
+    "us-west-2": ["52.218.128.0/17", "52.92.128.0/17", "18.34.244.0/22", "18.34.48.0/20", "3.5.76.0/22",
+                  "3.5.80.0/21"],
+    "us-east-1": ["52.216.0.0/15", "3.5.0.0/19", "54.231.0.0/16", "16.182.0.0/16", "18.34.0.0/19",
+                  "18.34.232.0/21"],
+}
+DEFAULT_ALLOWED_CIDRS = PRIVATE_CIDRS + [c for cidrs in S3_PREFIX_LIST_CIDRS.values() for c in cidrs]
+ENFORCING_CNI_CHARTS = ["cilium", "tigera-operator", "calico"]
+
+
+def _meta(props: dict[str, Any]) -> dict[str, Any]:
+    meta = props.get("metadata")
+    return meta if isinstance(meta, dict) else {}
+
+
+def _where(props: dict[str, Any]) -> str:
+    meta = _meta(props)
+    return f"{meta.get('namespace')}/{meta.get('name')}"
+
+
+# ---- every team namespace has a default-deny egress NetworkPolicy ---------------------------------------
+
+
+def default_deny_problems(resources: list[tuple[str, dict[str, Any]]], team_label: str = labels.TEAM) -> list[str]:
+    team_namespaces = [_meta(p).get("name") for t, p in resources
+                       if t == NAMESPACE and (_meta(p).get("labels") or {}).get(team_label)]
+    denied = {netpol.namespace_of(p) for t, p in resources
+              if t == NETWORK_POLICY and netpol.default_deny(p, netpol.EGRESS)}
+    return [f"Team namespace '{ns}' must have a default-deny egress NetworkPolicy (podSelector {{}}, policyTypes "
+            f"including Egress, no egress rules)." for ns in team_namespaces if isinstance(ns, str) and ns not in denied]
+
+
+def _validate_default_deny(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+    team_label = (args.get_config() or {}).get("teamLabel") or labels.TEAM
+    for problem in default_deny_problems([(r.resource_type, r.props) for r in args.resources], team_label):
+        report_violation(problem, None)
+
+
+team_namespace_default_deny_egress = StackValidationPolicy(
+    name="team-namespace-default-deny-egress",
+    description="Every team namespace has a NetworkPolicy that denies all egress not explicitly allowed.",
+    enforcement_level=EnforcementLevel.MANDATORY,
+    validate=_validate_default_deny,
+    config_schema=PolicyConfigSchema(properties={
+        "teamLabel": {"type": "string", "default": labels.TEAM,
+                      "description": "The namespace label that marks a team namespace."},
+    }),
+    remediation_steps="Declare the namespace through the tenancy component (components/tenancy.py), which adds "
+                      "the `default-deny` NetworkPolicy; or add a NetworkPolicy with `podSelector: {}` and "
+                      "`policyTypes: [Ingress, Egress]` and no rules to the namespace.",
+)
+
+
+# ---- no internet (or unlisted CIDR) for training pods ---------------------------------------------------
+
+
+def training_egress_problems(props: dict[str, Any], allowlist: list[str]) -> list[str]:
+    if not netpol.pod_selector(props).may_match(TRAINING):
+        return []
+    problems = []
+    for reach in sorted(netpol.rule_reaches(props, netpol.EGRESS), key=str):
+        if netpol.open_to_internet(reach):
+            problems.append(f"NetworkPolicy '{_where(props)}' gives pods labelled job-type: training egress to "
+                            f"{'everywhere' if reach.peer.everywhere else reach.peer.cidr}; training pods must "
+                            "never reach the internet.")
+        elif reach.peer.cidr is not None and not netpol.within(reach.peer.cidr, allowlist):
+            problems.append(f"NetworkPolicy '{_where(props)}' gives pods labelled job-type: training egress to "
+                            f"{reach.peer.cidr}, which is outside the allowed CIDRs.")
+    return problems
+
+
+def _validate_training_egress(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    if args.resource_type != NETWORK_POLICY:
+        return
+    allowlist = (args.get_config() or {}).get("allowedCidrs") or DEFAULT_ALLOWED_CIDRS
+    for problem in training_egress_problems(args.props, list(allowlist)):
+        report_violation(problem, None)
+
+
+training_egress_allowlist = ResourceValidationPolicy(
+    name="training-egress-allowlist",
+    description="No NetworkPolicy gives pods labelled job-type: training egress to 0.0.0.0/0, ::/0, every "
+                "destination, or a CIDR outside the allowlist.",
+    enforcement_level=EnforcementLevel.MANDATORY,
+    validate=_validate_training_egress,
+    config_schema=PolicyConfigSchema(properties={
+        "allowedCidrs": {"type": "array", "items": {"type": "string"}, "default": DEFAULT_ALLOWED_CIDRS,
+                         "description": "CIDRs training pods may reach: private address space (FSx, VPC "
+                                        "endpoints) and the S3 managed prefix lists of the stacks' regions."},
+    }),
+    remediation_steps="Remove the rule; training pods reach MLflow, S3 and FSx only. If the destination is "
+                      "legitimate (for example the S3 prefix list of a new region), add its CIDRs to this "
+                      "policy's `allowedCidrs` config. A policy for other pods that must reach the internet "
+                      "excludes training pods in its podSelector (`job-type` NotIn [training], or DoesNotExist).",
+)
+
+
+# ---- NetworkPolicies only where something enforces them -------------------------------------------------
+
+
+def _vpc_cni_enforces(props: dict[str, Any]) -> bool | None:
+    """True/False from the vpc-cni add-on's configurationValues; None when unknown during a preview."""
+    raw = props.get("configurationValues")
+    if raw is None:
+        return False
+    try:
+        values = json.loads(raw) if isinstance(raw, str) else raw
+    except ValueError:
+        return None
+    if not isinstance(values, dict):
+        return None
+    return str(values.get("enableNetworkPolicy", "")).lower() == "true"
+
+
+def enforcement_problems(resources: list[tuple[str, dict[str, Any]]], enforcing_charts: list[str],
+                         declared_elsewhere: bool = False) -> list[str]:
+    policies = [p for t, p in resources if t == NETWORK_POLICY]
+    if not policies or declared_elsewhere:
+        return []
+    vpc_cni = [_vpc_cni_enforces(p) for t, p in resources if t == ADDON and p.get("addonName") == "vpc-cni"]
+    if any(v is None or v for v in vpc_cni):
+        return []
+    if any(t == HELM_RELEASE and p.get("chart") in enforcing_charts for t, p in resources):
+        return []
+    where = "the vpc-cni add-on does not set enableNetworkPolicy to \"true\"" if vpc_cni \
+        else "the stack declares no vpc-cni add-on and no enforcing CNI"
+    return [f"{len(policies)} NetworkPolicies are declared but nothing enforces them: {where}."]
+
+
+def _validate_enforcement(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+    config = args.get_config() or {}
+    charts = list(config.get("enforcingCniCharts") or ENFORCING_CNI_CHARTS)
+    for problem in enforcement_problems([(r.resource_type, r.props) for r in args.resources], charts,
+                                        bool(config.get("enforcementDeclaredElsewhere"))):
+        report_violation(problem, None)
+
+
+network_policies_require_enforcement = StackValidationPolicy(
+    name="network-policies-require-enforcement",
+    description="NetworkPolicies are declared only where they are enforced: the vpc-cni add-on with network "
+                "policy enabled, or another enforcing CNI.",
+    enforcement_level=EnforcementLevel.MANDATORY,
+    validate=_validate_enforcement,
+    config_schema=PolicyConfigSchema(properties={
+        "enforcingCniCharts": {"type": "array", "items": {"type": "string"}, "default": ENFORCING_CNI_CHARTS,
+                               "description": "Helm charts whose release counts as an enforcing CNI."},
+        "enforcementDeclaredElsewhere": {"type": "boolean", "default": False,
+                                         "description": "The cluster (and its CNI) is managed by another "
+                                                        "stack that enforces NetworkPolicies."},
+    }),
+    remediation_steps="Set the vpc-cni add-on's configurationValues to {\"enableNetworkPolicy\": \"true\"} "
+                      "(components/cluster.py does), or install an enforcing CNI; otherwise the NetworkPolicies "
+                      "isolate nothing.",
+)
+
+POLICIES: list = [team_namespace_default_deny_egress, training_egress_allowlist, network_policies_require_enforcement]

@@ -1,5 +1,308 @@
-"""GPU rules: GPU requests, GPU capacity (node groups, NodePools), sharing, culling, quotas."""
+"""GPU capacity rules: GPU node groups and GPU NodePools are tainted, limited and scale to zero; GPU sharing
+(time-slicing replicas, MIG layouts) stays within the hardware catalog (components/data/, via catalog.py).
+
+Props are camelCase wire-form dicts; any value may be unknown during a real preview, so helpers skip what they
+cannot read. Workload rules (requests, tolerations, quotas) are in policies/gpu_workloads.py.
+"""
 
 from __future__ import annotations
 
-POLICIES: list = []
+import re
+from typing import Any
+
+import yaml
+from pulumi_policy import (
+    EnforcementLevel,
+    PolicyConfigSchema,
+    ReportViolation,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+    StackValidationArgs,
+    StackValidationPolicy,
+)
+
+from components import catalog, labels
+
+NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
+NODE_POOL = "kubernetes:karpenter.sh/v1:NodePool"
+CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
+EKS_GPU_TAINT = {"key": labels.GPU_TAINT["key"], "effect": labels.EKS_TAINT_EFFECT[labels.GPU_TAINT["effect"]]}
+GPU_FAMILIES = {t.split(".")[0] for t in catalog.instance_types()}
+
+
+def _dict(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list:
+    return value if isinstance(value, list) else []
+
+
+def duration_seconds(value: Any) -> int | None:
+    """Seconds of a Karpenter duration ("30s", "1h30m"); None for "Never" or what cannot be read."""
+    if not isinstance(value, str) or not re.fullmatch(r"([0-9]+[smh])+", value):
+        return None
+    return sum(int(n) * {"s": 1, "m": 60, "h": 3600}[u] for n, u in re.findall(r"([0-9]+)([smh])", value))
+
+
+# ---- what is a GPU pool ---------------------------------------------------------------------------------
+
+def _template(props: dict) -> dict:
+    return _dict(_dict(_dict(props.get("spec")).get("template")))
+
+
+def node_pool_gpu_type(props: dict) -> str | None:
+    """The GPU type a NodePool's nodes carry (its label, else its instance types), if it names one."""
+    template = _template(props)
+    label = _dict(_dict(template.get("metadata")).get("labels")).get(labels.GPU_TYPE)
+    if isinstance(label, str):
+        return label
+    for req in _list(_dict(template.get("spec")).get("requirements")):
+        if _dict(req).get("key") == "node.kubernetes.io/instance-type":
+            kinds = {catalog.instance_types()[t].gpu_type for t in _list(req.get("values"))
+                     if t in catalog.instance_types()}
+            if len(kinds) == 1:
+                return kinds.pop()
+    return None
+
+
+def is_gpu_node_pool(props: dict) -> bool:
+    spec = _dict(props.get("spec"))
+    if labels.GPU_RESOURCE in _dict(spec.get("limits")) or node_pool_gpu_type(props):
+        return True
+    for req in _list(_dict(_template(props).get("spec")).get("requirements")):
+        key, values = _dict(req).get("key"), _list(_dict(req).get("values"))
+        if key in ("karpenter.k8s.aws/instance-gpu-count", "karpenter.k8s.aws/instance-gpu-name",
+                   "karpenter.k8s.aws/instance-gpu-manufacturer") and req.get("operator") != "DoesNotExist":
+            return True
+        if key == "karpenter.k8s.aws/instance-family" and GPU_FAMILIES & set(values):
+            return True
+        if key == "karpenter.k8s.aws/instance-category" and {"g", "p"} & set(values):
+            return True
+        if key == "node.kubernetes.io/instance-type" and set(values) & set(catalog.instance_types()):
+            return True
+    return False
+
+
+def is_gpu_node_group(props: dict) -> bool:
+    types = _list(props.get("instanceTypes"))
+    return bool(set(types) & set(catalog.instance_types())) or "NVIDIA" in str(props.get("amiType") or "") or any(
+        _dict(t).get("key") == labels.GPU_RESOURCE for t in _list(props.get("taints")))
+
+
+# ---- taint ----------------------------------------------------------------------------------------------
+
+def taint_problems(resource_type: str, props: dict) -> list[str]:
+    if resource_type == NODE_GROUP and is_gpu_node_group(props):
+        if not any(_dict(t).get("key") == EKS_GPU_TAINT["key"] and _dict(t).get("effect") == EKS_GPU_TAINT["effect"]
+                   for t in _list(props.get("taints"))):
+            return [f"The GPU node group '{props.get('nodeGroupName')}' must carry the taint "
+                    f"{labels.GPU_RESOURCE}:{EKS_GPU_TAINT['effect']}, so only pods that ask for GPUs land on it."]
+    if resource_type == NODE_POOL and is_gpu_node_pool(props):
+        taints = _list(_dict(_template(props).get("spec")).get("taints"))
+        taint = labels.GPU_TAINT
+        if not any(_dict(t).get("key") == taint["key"] and _dict(t).get("effect") == taint["effect"] for t in taints):
+            return [f"The GPU NodePool '{_dict(props.get('metadata')).get('name')}' must carry the taint "
+                    f"{labels.GPU_RESOURCE}:{labels.GPU_TAINT['effect']}, so only pods that ask for GPUs land on it."]
+    return []
+
+
+# ---- limit ----------------------------------------------------------------------------------------------
+
+def limit_problems(resource_type: str, props: dict, max_gpus: int) -> list[str]:
+    if resource_type == NODE_GROUP and is_gpu_node_group(props):
+        size = _dict(props.get("scalingConfig")).get("maxSize")
+        per_node = catalog.max_gpus_per_instance(_list(props.get("instanceTypes")))
+        if isinstance(size, (int, float)) and per_node and size * per_node > max_gpus:
+            return [f"The GPU node group '{props.get('nodeGroupName')}' may grow to {int(size) * per_node} GPUs; "
+                    f"at most {max_gpus} are allowed per pool."]
+    if resource_type == NODE_POOL and is_gpu_node_pool(props):
+        name = _dict(props.get("metadata")).get("name")
+        limit = _dict(_dict(props.get("spec")).get("limits")).get(labels.GPU_RESOURCE)
+        if limit is None:
+            return [f"The GPU NodePool '{name}' must set a limit on {labels.GPU_RESOURCE}."]
+        physical = _dict(_dict(props.get("metadata")).get("annotations")).get(labels.MAX_GPUS, limit)
+        try:
+            gpus = int(str(physical))
+        except ValueError:
+            return []      # unknown during preview
+        if gpus < 1:
+            return [f"The GPU NodePool '{name}' must allow at least one GPU (limit {limit})."]
+        if gpus > max_gpus:
+            return [f"The GPU NodePool '{name}' may grow to {gpus} GPUs; at most {max_gpus} are allowed per pool."]
+    return []
+
+
+# ---- scale to zero --------------------------------------------------------------------------------------
+
+def scale_to_zero_problems(resource_type: str, props: dict, max_consolidate_after: int,
+                           max_min_size: int) -> list[str]:
+    if resource_type == NODE_GROUP and is_gpu_node_group(props):
+        low = _dict(props.get("scalingConfig")).get("minSize")
+        if isinstance(low, (int, float)) and low > max_min_size:
+            return [f"The GPU node group '{props.get('nodeGroupName')}' keeps {int(low)} nodes running "
+                    f"(minSize); at most {max_min_size} may stay up with no GPU work."]
+    if resource_type == NODE_POOL and is_gpu_node_pool(props):
+        name = _dict(props.get("metadata")).get("name")
+        spec = _dict(props.get("spec"))
+        if spec.get("replicas") is not None:
+            return [f"The GPU NodePool '{name}' is static (spec.replicas); a GPU pool must scale to zero."]
+        disruption = _dict(spec.get("disruption"))
+        after = disruption.get("consolidateAfter")
+        if after is None:
+            return [f"The GPU NodePool '{name}' must set disruption.consolidateAfter so empty GPU nodes go away."]
+        seconds = duration_seconds(after)
+        if after == "Never" or (seconds is not None and seconds > max_consolidate_after):
+            return [f"The GPU NodePool '{name}' keeps empty GPU nodes for {after}; consolidateAfter must be at "
+                    f"most {max_consolidate_after}s."]
+        if disruption.get("consolidationPolicy") not in (None, "WhenEmpty", "WhenEmptyOrUnderutilized"):
+            return [f"The GPU NodePool '{name}' must consolidate with WhenEmpty or WhenEmptyOrUnderutilized."]
+    return []
+
+
+# ---- sharing (stack) ------------------------------------------------------------------------------------
+
+def _config_documents(resources: list[tuple[str, dict]]) -> tuple[dict[str, dict], dict[str, list]]:
+    """Device-plugin configs by key, and mig-parted configs by name, from every ConfigMap declared."""
+    plugin, mig = {}, {}
+    for typ, props in resources:
+        if typ != CONFIG_MAP:
+            continue
+        for key, text in _dict(props.get("data")).items():
+            if not isinstance(text, str):
+                continue
+            try:
+                doc = yaml.safe_load(text)
+            except yaml.YAMLError:
+                continue
+            if not isinstance(doc, dict) or doc.get("version") != "v1":
+                continue
+            if "mig-configs" in doc:
+                mig.update({k: _list(v) for k, v in _dict(doc["mig-configs"]).items()})
+            elif set(doc) <= {"version", "flags", "sharing", "resources", "imex"}:
+                plugin[key] = doc
+    return plugin, mig
+
+
+def sharing_problems(resources: list[tuple[str, dict]], max_replicas: int | None = None) -> list[str]:
+    """Each GPU NodePool's selected device-plugin and MIG configs exist and fit its GPU type's catalog limits."""
+    plugin, mig = _config_documents(resources)
+    problems = []
+    for typ, props in resources:
+        if typ != NODE_POOL or not is_gpu_node_pool(props):
+            continue
+        name = _dict(props.get("metadata")).get("name")
+        gpu = node_pool_gpu_type(props)
+        node_labels = _dict(_dict(_template(props).get("metadata")).get("labels"))
+        if gpu not in catalog.gpu_types():
+            continue
+        plugin_key = node_labels.get(labels.DEVICE_PLUGIN_CONFIG)
+        if isinstance(plugin_key, str):
+            if plugin_key not in plugin:
+                problems.append(f"The GPU NodePool '{name}' selects device-plugin config '{plugin_key}', which no "
+                                "ConfigMap declares.")
+            else:
+                low, high = catalog.time_slicing_replicas_range(gpu)
+                high = min(high, max_replicas) if max_replicas else high
+                sliced = _dict(_dict(plugin[plugin_key].get("sharing")).get("timeSlicing"))
+                for res in _list(sliced.get("resources")):
+                    replicas = _dict(res).get("replicas")
+                    if isinstance(replicas, int) and not low <= replicas <= high:
+                        problems.append(f"The GPU NodePool '{name}' time-slices each {gpu} GPU into {replicas} "
+                                        f"replicas; it must be between {low} and {high}.")
+        mig_key = node_labels.get(labels.MIG_CONFIG)
+        if isinstance(mig_key, str):
+            if mig_key not in mig:
+                problems.append(f"The GPU NodePool '{name}' selects MIG config '{mig_key}', which no mig-parted "
+                                "ConfigMap declares.")
+                continue
+            for entry in mig[mig_key]:
+                entry = _dict(entry)
+                if not entry.get("mig-enabled"):
+                    continue
+                layout = {k: v for k, v in _dict(entry.get("mig-devices")).items() if isinstance(v, int)}
+                for problem in catalog.mig_layout_problems(gpu, layout):
+                    problems.append(f"The GPU NodePool '{name}' applies MIG config '{mig_key}' on {gpu}: {problem}.")
+    return problems
+
+
+# ---- the policies -------------------------------------------------------------------------------------------
+
+def _validate_taint(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    if args.resource_type not in (NODE_GROUP, NODE_POOL):
+        return
+    for problem in taint_problems(args.resource_type, args.props):
+        report_violation(problem)
+
+
+def _validate_limit(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    if args.resource_type not in (NODE_GROUP, NODE_POOL):
+        return
+    for problem in limit_problems(args.resource_type, args.props, int(args.get_config().get("maxGpusPerPool", 256))):
+        report_violation(problem)
+
+
+def _validate_scale_to_zero(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    if args.resource_type not in (NODE_GROUP, NODE_POOL):
+        return
+    config = args.get_config()
+    for problem in scale_to_zero_problems(args.resource_type, args.props,
+                                          int(config.get("maxConsolidateAfterSeconds", 300)),
+                                          int(config.get("maxIdleNodes", 0))):
+        report_violation(problem)
+
+
+def _validate_sharing(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+    limit = args.get_config().get("maxTimeSlicingReplicas")
+    for problem in sharing_problems([(r.resource_type, r.props) for r in args.resources],
+                                    int(limit) if limit else None):
+        report_violation(problem)
+
+
+gpu_pool_requires_taint = ResourceValidationPolicy(
+    name="gpu-pool-requires-taint",
+    description="GPU node groups and GPU NodePools carry the nvidia.com/gpu NoSchedule taint.",
+    enforcement_level=EnforcementLevel.MANDATORY,
+    validate=_validate_taint,
+    config_schema=PolicyConfigSchema(properties={}),
+    remediation_steps="Add the taint {key: nvidia.com/gpu, value: 'true', effect: NoSchedule} (NO_SCHEDULE on an "
+                      "EKS node group); components/karpenter.py and components/cluster.py set it for every GPU pool.",
+)
+
+gpu_pool_requires_limit = ResourceValidationPolicy(
+    name="gpu-pool-requires-limit",
+    description="Every GPU NodePool sets a limit on nvidia.com/gpu, and no GPU pool may grow past maxGpusPerPool.",
+    enforcement_level=EnforcementLevel.MANDATORY,
+    validate=_validate_limit,
+    config_schema=PolicyConfigSchema(properties={
+        "maxGpusPerPool": {"type": "integer", "minimum": 1, "default": 256}}),
+    remediation_steps="Set gpu.nodePools[].gpuLimit (NodePool spec.limits[\"nvidia.com/gpu\"]) or lower the node "
+                      "group's maxSize.",
+)
+
+gpu_pool_scales_to_zero = ResourceValidationPolicy(
+    name="gpu-pool-scales-to-zero",
+    description="GPU pools scale to zero: node groups keep at most maxIdleNodes nodes; NodePools are not static "
+                "and consolidate empty nodes within maxConsolidateAfterSeconds.",
+    enforcement_level=EnforcementLevel.MANDATORY,
+    validate=_validate_scale_to_zero,
+    config_schema=PolicyConfigSchema(properties={
+        "maxConsolidateAfterSeconds": {"type": "integer", "minimum": 0, "default": 300},
+        "maxIdleNodes": {"type": "integer", "minimum": 0, "default": 0}}),
+    remediation_steps="Set the node group's minSize to 0, or the NodePool's consolidateAfter "
+                      "(gpu.nodePools[].consolidateAfter, default 30s) and consolidationPolicy WhenEmpty.",
+)
+
+gpu_sharing_within_catalog = StackValidationPolicy(
+    name="gpu-sharing-within-catalog",
+    description="Each GPU NodePool's time-slicing replicas and MIG layout exist and fit its GPU type "
+                "(components/data/time-slicing.yaml, mig-profiles.yaml); MIG only on GPUs that have it.",
+    enforcement_level=EnforcementLevel.MANDATORY,
+    validate=_validate_sharing,
+    config_schema=PolicyConfigSchema(properties={
+        "maxTimeSlicingReplicas": {"type": ["integer", "null"], "minimum": 2, "default": None}}),
+    remediation_steps="Change gpu.nodePools[].sharing: replicas within the GPU type's range, a MIG layout whose "
+                      "profiles exist on the GPU and fit its 7 compute and 8 memory slices, or mode 'none'.",
+)
+
+POLICIES = [gpu_pool_requires_taint, gpu_pool_requires_limit, gpu_pool_scales_to_zero, gpu_sharing_within_catalog]

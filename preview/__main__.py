@@ -53,8 +53,10 @@ def cmd_render(args: argparse.Namespace) -> int:
     kinds = Counter(m.get("kind") for m in render.manifests(run))
     if kinds:
         print("Kubernetes objects: " + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())))
-    pools = render.gpu_pools(run)
-    print("GPU pools: " + (", ".join(f"{kind} {name} max {g} GPUs" for kind, name, g in pools) or "none"))
+    pools = render.gpu_pool_details(run)
+    print("GPU pools:" + ("" if pools else " none"))
+    for p in pools:
+        print(f"  {p.kind} {p.name}: GPU {p.gpu_type}, sharing {p.sharing}, max {p.max_gpus} GPUs")
     return _print_violations(violations)
 
 

@@ -25,6 +25,7 @@ ID_PREFIX = {
     "aws:ec2/vpcEndpoint:VpcEndpoint": "vpce-",
     "aws:ec2/launchTemplate:LaunchTemplate": "lt-",
     "aws:fsx/lustreFileSystem:LustreFileSystem": "fs-",
+    "aws:fsx/dataRepositoryAssociation:DataRepositoryAssociation": "dra-",
     "aws:kms/key:Key": "",
 }
 
@@ -44,6 +45,7 @@ def _hex(*parts: str, length: int = 17) -> str:
 class AwsLikeMocks(pulumi.runtime.Mocks):
     def __init__(self, region: str = "us-west-2") -> None:
         self.region = region
+        self.subnet_cidrs: dict[str, str] = {}   # subnets this run created, for `ec2.getSubnet`
 
     # ---- resources --------------------------------------------------------------------------------
 
@@ -54,12 +56,20 @@ class AwsLikeMocks(pulumi.runtime.Mocks):
             ns = meta.get("namespace")
             rid = f"{ns}/{meta.get('name', name)}" if ns else meta.get("name", name)
             return rid, inputs
+        if typ == "random:index/randomPassword:RandomPassword":
+            # Deterministic stand-in for the generated password; the program must keep it secret (tests check
+            # that this text never reaches the build output).
+            length = int(inputs.get("length") or 32)
+            result = (_hex("random-password", name, length=64) * 2)[:length]
+            return f"{name}-id", {**inputs, "result": result, "bcryptHash": "$2a$10$" + _hex("bcrypt", name, length=53)}
         if not typ.startswith("aws:"):
             return f"{name}-id", inputs
         rid = ID_PREFIX.get(typ, "") + _hex(typ, name) if typ in ID_PREFIX else f"{name}-{_hex(typ, name, length=7)}"
         state = {**inputs, "id": rid}
         state.setdefault("arn", self._arn(typ, inputs.get("name") or rid))
         state.update(self._computed(typ, name, inputs, rid))
+        if typ in ("aws:s3/bucket:Bucket", "aws:s3/bucketV2:BucketV2"):
+            rid = state["id"] = state["bucket"]   # as in AWS: a bucket's id is its name
         return rid, state
 
     def _arn(self, typ: str, resource: str) -> str:
@@ -108,6 +118,9 @@ class AwsLikeMocks(pulumi.runtime.Mocks):
             return {"address": host, "endpoint": f"{host}:5432", "port": 5432}
         if typ == "aws:fsx/lustreFileSystem:LustreFileSystem":
             return {"dnsName": f"{rid}.fsx.{self.region}.amazonaws.com", "mountName": _hex(name, length=8)}
+        if typ == "aws:ec2/subnet:Subnet":
+            self.subnet_cidrs[rid] = inputs.get("cidrBlock", "")
+            return {}
         if typ == "aws:eks/nodeGroup:NodeGroup":
             return {"status": "ACTIVE"}
         if typ == "aws:cloudwatch/eventRule:EventRule":
@@ -133,6 +146,13 @@ class AwsLikeMocks(pulumi.runtime.Mocks):
             pl_id, cidrs = S3_PREFIX_LISTS.get(region, S3_PREFIX_LISTS["us-west-2"])
             return {"id": pl_id, "name": f"com.amazonaws.{region}.s3", "addressFamily": "IPv4",
                     "entries": [{"cidr": c, "description": ""} for c in cidrs]}, []
+        if token == "aws:ec2/getSubnet:getSubnet":
+            # A subnet this run created answers with its CIDR; an existing one (config `network.existing`) with
+            # a deterministic /19 of 10.128.0.0/9, as a real lookup would answer with the subnet's real block.
+            sid = a.get("id", "")
+            h = int(_hex("subnet", sid, length=4), 16)
+            cidr = self.subnet_cidrs.get(sid) or f"10.{128 + (h >> 9) % 128}.{(h % 8) * 32}.0/19"
+            return {"id": sid, "cidrBlock": cidr, "vpcId": a.get("vpcId", ""), "availabilityZone": ""}, []
         if token == "aws:eks/getAddonVersion:getAddonVersion":
             # Shaped like EKS's answer; a real `pulumi preview` shows the true default for the version.
             return {"addonName": a.get("addonName"), "kubernetesVersion": a.get("kubernetesVersion"),

@@ -15,9 +15,13 @@ import kubernetes_validate
 KUBERNETES_VERSION = "1.34"
 
 
+MASKED = "[secret]"   # what the offline preview writes for a secret value (a Secret's whole `data`/`stringData`)
+
+
 def strip_nulls(x: Any) -> Any:
+    """Drop nulls (the API server prunes them) and masked secret values (their content is not known offline)."""
     if isinstance(x, dict):
-        return {k: strip_nulls(v) for k, v in x.items() if v is not None}
+        return {k: strip_nulls(v) for k, v in x.items() if v is not None and v != MASKED}
     if isinstance(x, list):
         return [strip_nulls(v) for v in x]
     return x

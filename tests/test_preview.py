@@ -44,7 +44,7 @@ def test_every_kubernetes_object_has_a_name_and_namespace_when_namespaced(build)
     assert objects
     cluster_scoped = {"Namespace", "StorageClass", "PriorityClass", "ClusterRole", "ClusterRoleBinding",
                       "CustomResourceDefinition", "PersistentVolume", "ValidatingAdmissionPolicy",
-                      "ValidatingAdmissionPolicyBinding", "NodePool", "EC2NodeClass", "ClusterPolicy",
+                      "ValidatingAdmissionPolicyBinding", "NodePool", "NodeOverlay", "EC2NodeClass", "ClusterPolicy",
                       "ClusterServingRuntime", "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"}
     for o in objects:
         assert o["metadata"].get("name"), o

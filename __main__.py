@@ -31,7 +31,7 @@ gpu_operator = GpuOperator("gpu-operator", GpuOperatorArgs(access=cluster.access
 
 mlflow = Mlflow("mlflow", MlflowArgs(
     config=config.mlflow, access=cluster.access, cluster_name=cluster_name, is_prod=config.is_prod,
-    protect_data=config.protect_data, endpoint=MLFLOW,
+    protect_data=config.protect_data, sts_cidrs=network.sts_endpoint_cidrs, endpoint=MLFLOW,
 ))
 
 datasets = Datasets("datasets", DatasetsArgs(
@@ -44,7 +44,7 @@ datasets = Datasets("datasets", DatasetsArgs(
 tenancy = Tenancy("tenancy", TenancyArgs(access=cluster.access, priority_classes=PRIORITY_CLASSES))
 teams = {t.name: Team(f"team-{t.name}", TeamArgs(
     config=t, access=cluster.access, mlflow=MLFLOW, serving_ingress=SERVING_INGRESS, jupyterhub_api=JUPYTERHUB_API,
-    notebook_ingress=NOTEBOOK_INGRESS, s3_cidrs=tenancy.s3_cidrs,
+    notebook_ingress=NOTEBOOK_INGRESS, s3_cidrs=tenancy.s3_cidrs, sts_cidrs=network.sts_endpoint_cidrs,
     datasets=datasets.access_for(t.name), dvc=datasets.dvc_remote,
     gpu_quota=team_gpu_quota(config, t),
 )).access for t in config.teams}
@@ -62,6 +62,7 @@ supply_chain = SupplyChain("supply-chain", SupplyChainArgs(
 
 pulumi.export("clusterName", cluster.cluster_name)
 pulumi.export("vpcId", network.vpc_id)
+pulumi.export("stsEndpointAddresses", network.sts_endpoint_cidrs)
 pulumi.export("oidcProviderArn", cluster.oidc_provider_arn)
 pulumi.export("kubeconfig", pulumi.Output.secret(cluster.kubeconfig))
 pulumi.export("mlflowTrackingUri", mlflow.tracking_url)

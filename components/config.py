@@ -668,6 +668,156 @@ class SupplyChainConfig(Model):
 
 
 # ---------------------------------------------------------------------------------------------------
+# Notebooks (JupyterHub; components/notebooks.py) and training (Kubeflow training operator; components/training.py)
+
+
+def _duration_seconds(value: str) -> int:
+    """Seconds of a duration such as "8h", "90m" or "1h30m" (the `Duration` pattern)."""
+    return sum(int(n) * {"s": 1, "m": 60, "h": 3600}[u] for n, u in re.findall(r"([0-9]+)([smh])", value))
+
+
+def _https_url(value: str) -> str:
+    if not re.fullmatch(r"https://[A-Za-z0-9.-]+(:\d+)?(/\S*)?", value):
+        raise ValueError("must be an https:// URL, for example 'https://jupyter.example.com/hub/oauth_callback'")
+    return value
+
+
+def _pinned_image(value: str) -> str:
+    name, _, digest = value.partition("@")
+    tag = name.rsplit("/", 1)[-1].partition(":")[2]
+    if not digest and (not tag or tag == "latest"):
+        raise ValueError("must be pinned: a version tag other than 'latest' or a digest, for example "
+                         "'quay.io/jupyter/scipy-notebook:2026-08-03'")
+    return value
+
+
+HttpsUrl = Annotated[str, AfterValidator(_https_url)]
+PinnedImage = Annotated[str, AfterValidator(_pinned_image)]
+NotebookGpuSharing = Literal["none", "time-slicing", "mig"]
+
+
+class NotebookGpuConfig(Model):
+    """The GPU a notebook profile asks for: whole GPUs of a type, one time-sliced replica, or one MIG instance."""
+
+    type: str                                            # a gpuTypes key of components/data/gpus.yaml, e.g. t4
+    count: Annotated[int, Field(ge=1, le=8)] = 1         # whole GPUs; a shared or MIG profile gets one unit
+    sharing: NotebookGpuSharing = "none"
+    mig_profile: Annotated[str, AfterValidator(_mig_profile)] | None = None   # with sharing 'mig', e.g. 1g.10gb
+
+    @field_validator("type")
+    @classmethod
+    def _known_gpu_type(cls, value: str) -> str:
+        if value not in catalog.gpu_types():
+            raise ValueError(f"is not a GPU type of components/data/gpus.yaml; known: {', '.join(catalog.gpu_types())}")
+        return value
+
+    @model_validator(mode="after")
+    def _sharing_fields(self) -> NotebookGpuConfig:
+        if self.sharing != "none" and self.count != 1:
+            raise ValueError(f"count must be 1 with sharing '{self.sharing}': a pod gets one replica or MIG instance")
+        if (self.sharing == "mig") != (self.mig_profile is not None):
+            raise ValueError("migProfile goes with sharing 'mig' and only with it, for example "
+                             "{type: a100-80gb, sharing: mig, migProfile: 1g.10gb}")
+        return self
+
+
+class NotebookProfileConfig(Model):
+    """A JupyterHub server profile. Teams list the names they may use in `teams[].notebookProfiles`."""
+
+    name: DnsLabel
+    display_name: str | None = None
+    description: str | None = None
+    cpu: Annotated[float, Field(gt=0, le=192)]
+    memory_gb: Annotated[int, Field(alias="memoryGB", ge=1, le=2048)]    # KubeSpawner "G" (10^9 bytes)
+    gpu: NotebookGpuConfig | None = None
+    image: PinnedImage | None = None          # default: the CPU or CUDA image of components/notebooks.py
+    pool: DnsLabel | None = None              # pin a GPU pool; default: the best pool offering the GPU
+
+
+class NotebookCullingConfig(Model):
+    """Idle culling: the hub's culler for every server, a shorter server-side timeout for GPU profiles."""
+
+    idle_timeout: Duration = "8h"             # any server idle this long is stopped (the hub's culler)
+    gpu_idle_timeout: Duration = "1h"         # GPU profiles: the server stops itself after this long idle
+    max_age: Duration = "72h"                 # any server is stopped after this long, busy or not
+    gpu_max_age: Duration = "24h"             # GPU profiles' pods are ended after this long (activeDeadlineSeconds)
+    every: Duration = "10m"                   # how often the hub's culler looks
+
+    @model_validator(mode="after")
+    def _ordered(self) -> NotebookCullingConfig:
+        s = _duration_seconds
+        if s(self.gpu_idle_timeout) > s(self.idle_timeout):
+            raise ValueError("gpuIdleTimeout must not exceed idleTimeout: GPU notebooks are culled sooner, not later")
+        if s(self.gpu_max_age) > s(self.max_age):
+            raise ValueError("gpuMaxAge must not exceed maxAge")
+        if s(self.idle_timeout) > s(self.max_age) or s(self.gpu_idle_timeout) > s(self.gpu_max_age):
+            raise ValueError("an idle timeout longer than its maximum age never applies; shorten it")
+        if s(self.every) > s(self.gpu_idle_timeout):
+            raise ValueError("every must not exceed gpuIdleTimeout, or the culler looks too rarely to honour it")
+        if min(s(self.gpu_idle_timeout), s(self.every)) < 60:
+            raise ValueError("timeouts below one minute would cull servers while they start")
+        return self
+
+
+class NotebookAuthConfig(Model):
+    """How people log in to JupyterHub. `github` and `oidc` take the client secret as a `secure:` config value."""
+
+    type: Literal["github", "oidc", "dummy"] = "dummy"        # dummy: any password, dev only (refused in prod)
+    client_id: str | None = None
+    client_secret: str | None = None          # `pulumi config set --path --secret notebooks.auth.clientSecret`
+    callback_url: HttpsUrl | None = None      # https://<host>/hub/oauth_callback
+    allowed_organizations: list[str] = []     # github: only members of these organizations log in
+    authorize_url: HttpsUrl | None = None     # oidc: the provider's endpoints
+    token_url: HttpsUrl | None = None
+    userdata_url: HttpsUrl | None = None
+    username_claim: str = "preferred_username"
+    groups_claim: str = "groups"              # oidc: the claim listing the user's groups (team membership)
+    admin_groups: list[str] = []              # JupyterHub admins
+    dummy_users: dict[str, list[DnsLabel]] = {}   # dummy: user -> teams it belongs to (dev)
+
+    @model_validator(mode="after")
+    def _fields_for_type(self) -> NotebookAuthConfig:
+        if self.type != "dummy":
+            missing = [k for k, v in (("clientId", self.client_id), ("clientSecret", self.client_secret),
+                                      ("callbackUrl", self.callback_url)) if not v]
+            if missing:
+                raise ValueError(f"type '{self.type}' needs {', '.join(missing)} (the client secret as a secure "
+                                 "value: pulumi config set --path --secret mlops-platform:notebooks.auth.clientSecret)")
+            if self.dummy_users:
+                raise ValueError("dummyUsers only applies to type 'dummy'")
+        if self.type == "github" and not self.allowed_organizations:
+            raise ValueError("type 'github' needs allowedOrganizations, or every GitHub user could log in")
+        if self.type == "oidc" and not (self.authorize_url and self.token_url and self.userdata_url):
+            raise ValueError("type 'oidc' needs authorizeUrl, tokenUrl and userdataUrl (the provider's endpoints)")
+        if self.type != "oidc" and any((self.authorize_url, self.token_url, self.userdata_url)):
+            raise ValueError("authorizeUrl, tokenUrl and userdataUrl only apply to type 'oidc'")
+        return self
+
+
+class NotebooksConfig(Model):
+    """JupyterHub: authentication, profiles (generated from the GPU pools, plus `profiles`), home volumes, culling."""
+
+    enabled: bool = True
+    auth: NotebookAuthConfig = NotebookAuthConfig()
+    profiles: list[NotebookProfileConfig] = []      # added to the generated ones; same name replaces one
+    home_gib: Annotated[int, Field(alias="homeGiB", ge=1, le=1000)] = 10    # per user and team (gp3 PVC)
+    culling: NotebookCullingConfig = NotebookCullingConfig()
+    team_groups: dict[DnsLabel, str] = {}     # team -> JupyterHub group of its members; default the team's `group`
+    hub_replicas: Literal[1] = 1              # the hub keeps state in sqlite on a PVC: one replica only
+
+
+class TrainingConfig(Model):
+    """The Kubeflow training operator (PyTorchJob, TFJob, MPIJob) and where teams' training jobs run."""
+
+    enabled: bool = True
+    pool: DnsLabel | None = None              # GPU NodePool for jobs; default: the first spot pool of whole GPUs
+    controller_replicas: Annotated[int, Field(ge=1, le=3)] = 1
+    # Images the operator injects into team pods (they must pass the team namespaces' image admission policy).
+    init_container_image: PinnedImage = "public.ecr.aws/docker/library/alpine:3.22"
+    mpi_kubectl_delivery_image: PinnedImage = "docker.io/mpioperator/kubectl-delivery:v0.4.0"
+
+
+# ---------------------------------------------------------------------------------------------------
 # The whole stack
 
 
@@ -682,6 +832,8 @@ class PlatformConfig(Model):
     gpu: GpuConfig = GpuConfig()
     karpenter: KarpenterConfig = KarpenterConfig()
     supply_chain: SupplyChainConfig = SupplyChainConfig()
+    notebooks: NotebooksConfig = NotebooksConfig()
+    training: TrainingConfig = TrainingConfig()
 
     @property
     def is_prod(self) -> bool:
@@ -915,6 +1067,247 @@ def _supply_chain_rule_errors(cfg: PlatformConfig) -> list[tuple[str, str, Any]]
     return errors
 
 
+# ---- notebooks and training: GPU pools as profiles and jobs see them -------------------------------------------
+
+
+class GpuPool(NamedTuple):
+    """A GPU pool (managed node group or Karpenter NodePool) as notebook profiles and training jobs select it: nodes
+    carry `mlops.platform/node-pool: <name>` and `mlops.platform/gpu-type: <gpu_type>`."""
+
+    name: str
+    gpu_type: str
+    sharing: str                          # none | time-slicing | mig
+    capacity_types: tuple[str, ...]       # spot / on-demand
+    instance_types: tuple[str, ...]
+    resources: dict[str, int]             # extended resource -> units per physical GPU
+    mig_layout: dict[str, int]
+    karpenter: bool
+
+
+def gpu_pools(cfg: PlatformConfig) -> list[GpuPool]:
+    """Every GPU pool of the stack: node groups (whole GPUs) first, then GPU NodePools, in config order."""
+    pools = [GpuPool(g.name, g.gpu_type, "none", (g.capacity_type.lower().replace("_", "-"),),
+                     tuple(g.instance_types), {labels.GPU_RESOURCE: 1}, {}, False)
+             for g in cfg.cluster.gpu_node_groups]
+    pools += [GpuPool(p.name, p.gpu_type, p.sharing.mode, tuple(p.capacity_types), tuple(p.instance_types),
+                      p.gpu_resources(cfg.gpu.mig_strategy), dict(p.sharing.mig_layout), True)
+              for p in cfg.gpu.node_pools]
+    return pools
+
+
+class NotebookProfile(NamedTuple):
+    """A notebook profile resolved against the GPU pools: what its pods request and where they run."""
+
+    name: str
+    display_name: str
+    description: str
+    cpu: float
+    memory_gb: int
+    image: str | None                     # None: the component's default CPU or CUDA image
+    gpu_type: str | None                  # None: a CPU profile
+    sharing: str
+    pool: str | None                      # the GPU pool (node-pool label value) its pods select
+    resource: str | None                  # extended resource requested, e.g. nvidia.com/gpu, nvidia.com/mig-1g.10gb
+    units: int
+
+
+# Sizes of the generated profiles (cores, GB): the seed's CPU and T4 profiles; shared GPUs get a slice of a node.
+NOTEBOOK_SIZES = {"cpu": (2, 4), "none": (4, 16), "time-slicing": (1, 4), "mig": (2, 16)}
+# What a node keeps for the kubelet, system daemons and DaemonSets (approximate; EKS reserves by instance size).
+NODE_RESERVED_CPU = 0.25
+NODE_RESERVED_GIB = 1.5
+
+
+def _fits(pool: GpuPool, cpu: float, memory_gb: int) -> bool:
+    table = catalog.instance_types()
+    return any(cpu <= table[t].vcpu - NODE_RESERVED_CPU and memory_gb * 1e9 <= (table[t].memory_gib - NODE_RESERVED_GIB)
+               * 2 ** 30 for t in pool.instance_types)
+
+
+def _gpu_candidates(pools: list[GpuPool], gpu: NotebookGpuConfig) -> list[GpuPool]:
+    return [p for p in pools if p.gpu_type == gpu.type and p.sharing == gpu.sharing
+            and (gpu.sharing != "mig" or gpu.mig_profile in p.mig_layout)]
+
+
+def _generated_profiles(cfg: PlatformConfig, pools: list[GpuPool]) -> list[NotebookProfileConfig]:
+    """CPU, plus one profile per GPU type offered whole, per time-sliced GPU type and per MIG pool's smallest slice."""
+    def make(name: str, display: str, sharing: str, gpu: NotebookGpuConfig | None) -> NotebookProfileConfig:
+        cores, gb = NOTEBOOK_SIZES["cpu" if gpu is None else sharing]
+        what = "" if gpu is None else f"{display}, "
+        return NotebookProfileConfig(name=name, display_name=f"{what}{cores} cores, {gb} GB" if gpu else
+                                     f"CPU only: {cores} cores, {gb} GB", cpu=cores, memory_gb=gb, gpu=gpu)
+
+    profiles, seen = [make("cpu", "CPU", "cpu", None)], {"cpu"}
+    for pool in pools:
+        product = catalog.gpu_types()[pool.gpu_type].product
+        if pool.sharing == "none":
+            name, display, gpu = pool.gpu_type, f"{product}: 1 GPU", NotebookGpuConfig(type=pool.gpu_type)
+        elif pool.sharing == "time-slicing":
+            name, display = f"{pool.gpu_type}-shared", f"{product}: a time-sliced share of 1 GPU"
+            gpu = NotebookGpuConfig(type=pool.gpu_type, sharing="time-slicing")
+        else:
+            model = catalog.mig_model(pool.gpu_type)
+            if model is None or not pool.mig_layout:
+                continue
+            smallest = min(pool.mig_layout, key=lambda p: (model.profiles[p].compute_slices,
+                                                           model.profiles[p].memory_slices) if p in model.profiles
+                           else (99, 99))
+            name, display = f"mig-{smallest.replace('.', '-').replace('+', '-')}", f"{product}: MIG slice {smallest}"
+            gpu = NotebookGpuConfig(type=pool.gpu_type, sharing="mig", mig_profile=smallest)
+        if name in seen:
+            continue
+        profile = make(name, display, gpu.sharing, gpu)
+        if any(_fits(p, profile.cpu, profile.memory_gb) for p in _gpu_candidates(pools, gpu)):
+            profiles.append(profile)
+            seen.add(name)
+    return profiles
+
+
+def _resolve_notebook_profiles(cfg: PlatformConfig) -> tuple[dict[str, NotebookProfile], list[tuple[str, str, Any]]]:
+    pools = gpu_pools(cfg)
+    errors: list[tuple[str, str, Any]] = []
+    declared = [(None, p) for p in _generated_profiles(cfg, pools)]
+    names = [p.name for p in cfg.notebooks.profiles]
+    for i, p in enumerate(cfg.notebooks.profiles):
+        if names.index(p.name) != i:
+            errors.append((f"notebooks.profiles[{i}].name", "must be unique among notebooks.profiles", p.name))
+        declared = [(j, q) for j, q in declared if q.name != p.name] + [(i, p)]
+    resolved: dict[str, NotebookProfile] = {}
+    for i, p in declared:
+        path = f"notebooks.profiles[{i}]"
+        display = p.display_name or p.name
+        if p.gpu is None:
+            if p.pool is not None and i is not None:
+                errors.append((f"{path}.pool", "only applies to GPU profiles (CPU profiles run on the CPU NodePools)",
+                               p.pool))
+            resolved[p.name] = NotebookProfile(p.name, display, p.description or "", p.cpu, p.memory_gb, p.image,
+                                               None, "none", None, None, 0)
+            continue
+        candidates = _gpu_candidates(pools, p.gpu)
+        if not candidates:
+            offered = ", ".join(sorted({f"{q.gpu_type} ({q.sharing})" for q in pools})) or "none"
+            errors.append((f"{path}.gpu.type", f"names GPU type '{p.gpu.type}' with sharing '{p.gpu.sharing}'"
+                           + (f" and MIG profile {p.gpu.mig_profile}" if p.gpu.mig_profile else "")
+                           + f", which no GPU pool offers (pools offer: {offered}); pick one of those or add a pool "
+                           "under gpu.nodePools", p.gpu.type))
+            continue
+        if p.pool is not None:
+            candidates = [q for q in candidates if q.name == p.pool]
+            if not candidates:
+                errors.append((f"{path}.pool", f"names no GPU pool offering {p.gpu.type} ({p.gpu.sharing})", p.pool))
+                continue
+        fitting = [q for q in candidates if _fits(q, p.cpu, p.memory_gb)]
+        if not fitting:
+            errors.append((f"{path}.cpu", f"{p.cpu:g} cores and {p.memory_gb} GB do not fit any instance type of the "
+                           f"pools offering {p.gpu.type} ({', '.join(q.name for q in candidates)}), after what a node "
+                           "keeps for itself; ask for less or add a larger instance type", p.cpu))
+            continue
+        # Interactive work: on-demand capacity first (a spot reclaim loses the kernel's state), then config order.
+        pool = sorted(fitting, key=lambda q: "on-demand" not in q.capacity_types)[0]
+        per_node = catalog.max_gpus_per_instance(list(pool.instance_types))
+        if p.gpu.count > per_node:
+            errors.append((f"{path}.gpu.count", f"exceeds the {per_node} GPUs the largest instance of pool "
+                           f"'{pool.name}' carries", p.gpu.count))
+            continue
+        if p.gpu.sharing == "none":
+            resource, units = labels.GPU_RESOURCE, p.gpu.count
+        elif p.gpu.sharing == "mig" and labels.MIG_RESOURCE_PREFIX + p.gpu.mig_profile in pool.resources:
+            resource, units = labels.MIG_RESOURCE_PREFIX + p.gpu.mig_profile, 1
+        else:       # time-sliced replicas, or MIG with strategy single: one unit of the pool's only resource
+            resource, units = next(iter(pool.resources)), 1
+        resolved[p.name] = NotebookProfile(p.name, display, p.description or "", p.cpu, p.memory_gb, p.image,
+                                           p.gpu.type, p.gpu.sharing, pool.name, resource, units)
+    return resolved, errors
+
+
+def notebook_profiles(cfg: PlatformConfig) -> dict[str, NotebookProfile]:
+    """Every notebook profile of the stack by name: the generated ones and `notebooks.profiles`, resolved."""
+    return _resolve_notebook_profiles(cfg)[0]
+
+
+def team_notebook_group(cfg: PlatformConfig, team: TeamConfig) -> str:
+    """The JupyterHub group whose members see the team's profiles: `notebooks.teamGroups`, else the team's group."""
+    return cfg.notebooks.team_groups.get(team.name, team.kubernetes_group)
+
+
+def training_pool(cfg: PlatformConfig) -> GpuPool | None:
+    """The GPU pool training jobs select: `training.pool`, else the first spot-capable pool of whole GPUs
+    (Karpenter NodePools before managed node groups)."""
+    pools = [p for p in gpu_pools(cfg) if p.sharing == "none"]
+    if cfg.training.pool is not None:
+        return next((p for p in pools if p.name == cfg.training.pool), None)
+    spot = sorted((p for p in pools if "spot" in p.capacity_types), key=lambda p: not p.karpenter)
+    return spot[0] if spot else None
+
+
+def _image_allowed(image: str, prefixes: list[str]) -> bool:
+    """The admission policy's prefix rule (a `docker.io/<org>/` prefix also allows the short `<org>/...`)."""
+    short = [p[len("docker.io/"):] for p in prefixes if p.startswith("docker.io/")]
+    first = image.split("/", 1)[0]
+    return any(image.startswith(p) for p in prefixes) or ("." not in first and any(image.startswith(p) for p in short))
+
+
+def _notebook_rule_errors(cfg: PlatformConfig) -> list[tuple[str, str, Any]]:
+    """Profiles against the GPU pools, teams' profiles against their quotas, authentication in prod."""
+    nb = cfg.notebooks
+    errors: list[tuple[str, str, Any]] = []
+    if cfg.is_prod and nb.enabled and nb.auth.type == "dummy":
+        errors.append(("notebooks.auth.type", "must not be 'dummy' in prod (anyone could log in with any password); "
+                       "use 'github' or 'oidc' with a secure clientSecret", nb.auth.type))
+    profiles, profile_errors = _resolve_notebook_profiles(cfg)
+    errors += profile_errors
+    allowed = list(cfg.supply_chain.allowed_registries)
+    for i, p in enumerate(nb.profiles):
+        if p.image is not None and not _image_allowed(p.image, allowed):
+            errors.append((f"notebooks.profiles[{i}].image", "is not from a registry in supplyChain.allowedRegistries; "
+                           "the team namespaces' admission policy would refuse the notebook pod", p.image))
+    team_names = [t.name for t in cfg.teams]
+    for team, _ in nb.team_groups.items():
+        if team not in team_names:
+            errors.append((f"notebooks.teamGroups.{team}", f"names no team in `teams`; known: "
+                           f"{', '.join(team_names) or '(none)'}", team))
+    for user, teams in nb.auth.dummy_users.items():
+        for j, team in enumerate(teams):
+            if team not in team_names:
+                errors.append((f"notebooks.auth.dummyUsers.{user}[{j}]", f"names no team in `teams`; known: "
+                               f"{', '.join(team_names) or '(none)'}", team))
+    for i, team in enumerate(cfg.teams):
+        quota = team_gpu_quota(cfg, team)
+        for j, name in enumerate(team.notebook_profiles):
+            path = f"teams[{i}].notebookProfiles[{j}]"
+            if name not in profiles:
+                if not any(e[0].startswith("notebooks.profiles") for e in profile_errors):
+                    errors.append((path, f"names no notebook profile of this stack; known: {', '.join(profiles)} "
+                                   "(generated from the GPU pools, plus notebooks.profiles)", name))
+                continue
+            p = profiles[name]
+            if p.resource is not None and p.units > quota.get(p.resource, 0):
+                errors.append((path, f"asks for {p.units} {p.resource} per notebook, more than the team's quota of "
+                               f"{quota.get(p.resource, 0)}; raise the quota or use a smaller profile", name))
+    return errors
+
+
+def _training_rule_errors(cfg: PlatformConfig) -> list[tuple[str, str, Any]]:
+    tr = cfg.training
+    if not tr.enabled:
+        return []
+    errors: list[tuple[str, str, Any]] = []
+    if training_pool(cfg) is None:
+        whole = ", ".join(p.name for p in gpu_pools(cfg) if p.sharing == "none") or "none"
+        if tr.pool is not None:
+            errors.append(("training.pool", f"names no GPU pool of whole GPUs; pools of whole GPUs: {whole}", tr.pool))
+        else:
+            errors.append(("training.pool", f"is required: no GPU pool offers spot capacity of whole GPUs; name one "
+                           f"of: {whole}", None))
+    allowed = list(cfg.supply_chain.allowed_registries)
+    for key, image in (("initContainerImage", tr.init_container_image),
+                       ("mpiKubectlDeliveryImage", tr.mpi_kubectl_delivery_image)):
+        if not _image_allowed(image, allowed):
+            errors.append((f"training.{key}", "is not from a registry in supplyChain.allowedRegistries; the operator "
+                           "puts it into team pods, which the image admission policy would refuse", image))
+    return errors
+
+
 def _rule_errors(cfg: PlatformConfig) -> list[tuple[str, str, Any]]:
     """Rules across sections, as (key path, message, value). Run only once the structure is valid."""
     errors: list[tuple[str, str, Any]] = []
@@ -932,6 +1325,8 @@ def _rule_errors(cfg: PlatformConfig) -> list[tuple[str, str, Any]]:
     errors += _serving_rule_errors(cfg)
     errors += _mlflow_rule_errors(cfg)
     errors += _supply_chain_rule_errors(cfg)
+    errors += _notebook_rule_errors(cfg)
+    errors += _training_rule_errors(cfg)
     if cfg.is_prod:
         prod_rules = [
             ("network.azCount", cfg.network.existing is None and cfg.network.az_count < 3,

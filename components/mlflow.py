@@ -8,7 +8,7 @@ only; backups, Multi-AZ, deletion protection and a final snapshot in prod), its 
 Kubernetes (namespace `mlflow`, as `endpoints.MLFLOW` promises): the server's ServiceAccount, a Secret with the
 database URI, a Deployment running `mlflow server --serve-artifacts` (clients need no S3 credentials), a Service
 `mlflow` (port 80 -> 5000: `http://mlflow.mlflow.svc.cluster.local`), a PodDisruptionBudget and NetworkPolicies:
-ingress only from team namespaces, egress only to DNS, the database subnets and S3.
+ingress only from team namespaces, egress only to DNS, the database subnets, S3 and the STS endpoint.
 """
 
 from __future__ import annotations
@@ -54,6 +54,8 @@ class MlflowArgs:
     cluster_name: str
     is_prod: bool
     protect_data: bool
+    # The STS interface endpoint's addresses (Network.sts_endpoint_cidrs): IRSA exchanges its token there.
+    sts_cidrs: pulumi.Input[list[str]] = field(default_factory=list)
     endpoint: ServiceEndpoint = field(default=MLFLOW)
 
 
@@ -223,7 +225,7 @@ class Mlflow(pulumi.ComponentResource):
         s3_cidrs = aws.ec2.get_managed_prefix_list_output(
             name=region.apply(lambda r: f"com.amazonaws.{r}.s3"), opts=invoke,
         ).entries.apply(lambda entries: sorted(e.cidr for e in entries))
-        specs = network_policy_specs(pod_labels, endpoint.port, database_cidrs, s3_cidrs)
+        specs = network_policy_specs(pod_labels, endpoint.port, database_cidrs, s3_cidrs, args.sts_cidrs)
         for policy_name, spec in specs.items():
             k8s.networking.v1.NetworkPolicy(f"{name}-netpol-{policy_name}", metadata=meta(policy_name), spec=spec,
                                             opts=in_ns)
@@ -343,7 +345,8 @@ def deployment_spec(replicas: int, pod_labels: dict[str, str], bucket: pulumi.In
 
 
 def network_policy_specs(pod_labels: dict[str, str], port: int, database_cidrs: pulumi.Input[list[str]],
-                         s3_cidrs: pulumi.Input[list[str]]) -> dict[str, pulumi.Input[dict]]:
+                         s3_cidrs: pulumi.Input[list[str]], sts_cidrs: pulumi.Input[list[str]]
+                         ) -> dict[str, pulumi.Input[dict]]:
     """The `mlflow` namespace's NetworkPolicy specs by object name (camelCase, as the API takes them)."""
     server = {"matchLabels": dict(pod_labels)}
 
@@ -367,9 +370,11 @@ def network_policy_specs(pod_labels: dict[str, str], port: int, database_cidrs: 
                 {"key": labels.TEAM, "operator": "Exists"}]}}],
                 "ports": [{"protocol": "TCP", "port": port}]}],
         },
-        "server-egress": pulumi.Output.all(database_cidrs, s3_cidrs).apply(lambda a: {
+        # The database subnets, S3, and STS (IRSA's token exchange) only when the VPC has an STS endpoint.
+        "server-egress": pulumi.Output.all(database_cidrs, s3_cidrs, sts_cidrs).apply(lambda a: {
             "podSelector": server,
             "policyTypes": ["Egress"],
-            "egress": [to_cidrs(a[0], DATABASE_PORT), to_cidrs(a[1], HTTPS_PORT)],
+            "egress": [to_cidrs(a[0], DATABASE_PORT), to_cidrs(a[1], HTTPS_PORT),
+                       *([to_cidrs(a[2], HTTPS_PORT)] if a[2] else [])],
         }),
     }

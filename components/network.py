@@ -31,6 +31,7 @@ class Network(pulumi.ComponentResource):
     vpc_id: pulumi.Output[str]
     private_subnet_ids: pulumi.Output[list[str]]
     public_subnet_ids: pulumi.Output[list[str]]
+    sts_endpoint_cidrs: pulumi.Output[list[str]]
 
     def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("mlops:network:Network", name, None, opts)
@@ -41,11 +42,44 @@ class Network(pulumi.ComponentResource):
             self.public_subnet_ids = pulumi.Output.from_input(list(cfg.existing.public_subnet_ids))
         else:
             self._create(name, args)
+        self.sts_endpoint_cidrs = self._sts_endpoint(name)
         self.register_outputs({
             "vpc_id": self.vpc_id,
             "private_subnet_ids": self.private_subnet_ids,
             "public_subnet_ids": self.public_subnet_ids,
+            "sts_endpoint_cidrs": self.sts_endpoint_cidrs,
         })
+
+    def _sts_endpoint(self, name: str) -> pulumi.Output[list[str]]:
+        """A private STS endpoint: IRSA exchanges the pod's token at STS, and team pods have no internet egress.
+
+        Returns the endpoint's network interface addresses (/32), the only STS destinations NetworkPolicies open.
+        """
+        invoke = pulumi.InvokeOutputOptions(parent=self)
+        vpc_cidr = aws.ec2.get_vpc_output(id=self.vpc_id, opts=invoke).cidr_block
+        sg = aws.ec2.SecurityGroup(
+            f"{name}-sts",
+            description="HTTPS to the STS interface endpoint from inside the VPC",
+            vpc_id=self.vpc_id,
+            ingress=[aws.ec2.SecurityGroupIngressArgs(protocol="tcp", from_port=443, to_port=443,
+                                                      cidr_blocks=[vpc_cidr])],
+            tags={"Name": f"{name}-sts"},
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        endpoint = aws.ec2.VpcEndpoint(
+            f"{name}-sts",
+            vpc_id=self.vpc_id,
+            service_name=aws.get_region_output(opts=invoke).region.apply(lambda r: f"com.amazonaws.{r}.sts"),
+            vpc_endpoint_type="Interface",
+            private_dns_enabled=True,
+            subnet_ids=self.private_subnet_ids,
+            security_group_ids=[sg.id],
+            tags={"Name": f"{name}-sts"},
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        return endpoint.network_interface_ids.apply(lambda ids: pulumi.Output.all(*[
+            aws.ec2.get_network_interface_output(id=i, opts=invoke).private_ip.apply(lambda ip: f"{ip}/32")
+            for i in sorted(ids)]))
 
     def _create(self, name: str, args: NetworkArgs) -> None:
         cfg = args.config

@@ -48,6 +48,7 @@ POD_SECURITY_LABELS = {
 }
 DNS = {"namespace": "kube-system", "pod_labels": {"k8s-app": "kube-dns"}, "port": 53}
 S3_PORT = 443
+STS_PORT = 443
 LUSTRE_PORTS = [{"protocol": "TCP", "port": 988}, {"protocol": "TCP", "port": 1018, "endPort": 1023}]
 # Applied to containers that set no requests/limits of their own (the quota makes requests mandatory).
 LIMIT_DEFAULTS = {"defaultRequest": {"cpu": "250m", "memory": "512Mi"}, "default": {"memory": "2Gi"}}
@@ -181,6 +182,7 @@ class TeamArgs:
     jupyterhub_api: ServiceEndpoint             # notebook egress
     notebook_ingress: tuple[PodSource, ...]     # the only sources notebook pods accept
     s3_cidrs: pulumi.Input[list[str]]           # the region's S3 managed prefix list (Tenancy.s3_cidrs)
+    sts_cidrs: pulumi.Input[list[str]]          # the STS interface endpoint's addresses (Network.sts_endpoint_cidrs)
     datasets: list[DatasetAccess]               # the datasets this team may read
     dvc: DvcRemote | None = None
     # GPU extended resource -> units the team may request (config.team_gpu_quota): every resource the stack's
@@ -341,14 +343,16 @@ def network_policy_specs(cfg: TeamConfig, args: TeamArgs) -> dict[str, pulumi.In
     lustre = pulumi.Output.all(*[d.lustre_cidrs for d in args.datasets]).apply(
         lambda per_dataset: sorted({c for cidrs in per_dataset for c in cidrs}))
 
-    def data_rules(s3_cidrs: list[str], lustre_cidrs: list[str]) -> list[dict[str, Any]]:
-        rules = [{"to": [{"ipBlock": {"cidr": c}} for c in sorted(s3_cidrs)], "ports": _tcp(S3_PORT)}]
+    def data_rules(s3_cidrs: list[str], sts_cidrs: list[str], lustre_cidrs: list[str]) -> list[dict[str, Any]]:
+        # STS: IRSA exchanges the pod's service-account token for the role's credentials there.
+        rules = [{"to": [{"ipBlock": {"cidr": c}} for c in sorted(s3_cidrs)], "ports": _tcp(S3_PORT)},
+                 {"to": [{"ipBlock": {"cidr": c}} for c in sorted(sts_cidrs)], "ports": _tcp(STS_PORT)}]
         if lustre_cidrs:
             rules.append({"to": [{"ipBlock": {"cidr": c}} for c in lustre_cidrs], "ports": LUSTRE_PORTS})
         return rules
 
-    data = pulumi.Output.all(args.s3_cidrs, lustre).apply(lambda a: data_rules(a[0], a[1]))
-    s3_only = pulumi.Output.from_input(args.s3_cidrs).apply(lambda c: data_rules(c, [])[:1])
+    data = pulumi.Output.all(args.s3_cidrs, args.sts_cidrs, lustre).apply(lambda a: data_rules(*a))
+    s3_only = pulumi.Output.all(args.s3_cidrs, args.sts_cidrs).apply(lambda a: data_rules(a[0], a[1], []))
 
     return {
         "default-deny": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},

@@ -7,6 +7,7 @@ and `preview diff` shows only real changes.
 from __future__ import annotations
 
 import base64
+import ipaddress
 import hashlib
 from typing import Any
 
@@ -46,6 +47,8 @@ class AwsLikeMocks(pulumi.runtime.Mocks):
     def __init__(self, region: str = "us-west-2") -> None:
         self.region = region
         self.subnet_cidrs: dict[str, str] = {}   # subnets this run created, for `ec2.getSubnet`
+        self.vpc_cidrs: dict[str, str] = {}      # VPCs this run created, for `ec2.getVpc`
+        self.eni_subnets: dict[str, str] = {}    # interface endpoints' network interfaces, for `ec2.getNetworkInterface`
 
     # ---- resources --------------------------------------------------------------------------------
 
@@ -121,6 +124,13 @@ class AwsLikeMocks(pulumi.runtime.Mocks):
         if typ == "aws:ec2/subnet:Subnet":
             self.subnet_cidrs[rid] = inputs.get("cidrBlock", "")
             return {}
+        if typ == "aws:ec2/vpc:Vpc":
+            self.vpc_cidrs[rid] = inputs.get("cidrBlock", "")
+            return {}
+        if typ == "aws:ec2/vpcEndpoint:VpcEndpoint" and inputs.get("vpcEndpointType") == "Interface":
+            enis = {f"eni-{_hex(rid, subnet)}": subnet for subnet in inputs.get("subnetIds") or []}
+            self.eni_subnets.update(enis)
+            return {"networkInterfaceIds": sorted(enis)}
         if typ == "aws:eks/nodeGroup:NodeGroup":
             return {"status": "ACTIVE"}
         if typ == "aws:cloudwatch/eventRule:EventRule":
@@ -146,6 +156,17 @@ class AwsLikeMocks(pulumi.runtime.Mocks):
             pl_id, cidrs = S3_PREFIX_LISTS.get(region, S3_PREFIX_LISTS["us-west-2"])
             return {"id": pl_id, "name": f"com.amazonaws.{region}.s3", "addressFamily": "IPv4",
                     "entries": [{"cidr": c, "description": ""} for c in cidrs]}, []
+        if token == "aws:ec2/getVpc:getVpc":
+            vid = a.get("id", "")
+            return {"id": vid, "cidrBlock": self.vpc_cidrs.get(vid, "10.0.0.0/16"), "arn": self._arn(
+                "aws:ec2/vpc:Vpc", vid)}, []
+        if token == "aws:ec2/getNetworkInterface:getNetworkInterface":
+            # The address sits in its subnet's block, like a real endpoint interface's.
+            eni = a.get("id", "")
+            subnet = self.eni_subnets.get(eni, "")
+            network = ipaddress.ip_network(self.subnet_cidrs.get(subnet, "10.0.0.0/19"))
+            ip = network[10 + int(_hex("eni", eni, length=4), 16) % 200]
+            return {"id": eni, "privateIp": str(ip), "subnetId": subnet, "privateIps": [str(ip)]}, []
         if token == "aws:ec2/getSubnet:getSubnet":
             # A subnet this run created answers with its CIDR; an existing one (config `network.existing`) with
             # a deterministic /19 of 10.128.0.0/9, as a real lookup would answer with the subnet's real block.

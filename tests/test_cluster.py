@@ -91,3 +91,14 @@ def test_kubernetes_objects_use_the_cluster_provider(dev):
     assert k8s_objects and all(r.provider.startswith(provider.urn + "::") for r in k8s_objects)
     kubeconfig = json.loads(provider.inputs["kubeconfig"])
     assert kubeconfig["users"][0]["user"]["exec"]["command"] == "aws"
+
+
+def test_sts_is_reachable_privately_for_irsa(dev):
+    endpoint = dev.one("aws:ec2/vpcEndpoint:VpcEndpoint", "network-sts").inputs
+    assert endpoint["vpcEndpointType"] == "Interface" and endpoint["privateDnsEnabled"] is True
+    assert endpoint["serviceName"] == "com.amazonaws.us-west-2.sts"
+    private = [s.inputs["cidrBlock"] for s in dev.of_type("aws:ec2/subnet:Subnet") if "private" in s.name]
+    addresses = dev.run.outputs["stsEndpointAddresses"]
+    assert len(addresses) == len(private)
+    import ipaddress
+    assert all(any(ipaddress.ip_network(a).subnet_of(ipaddress.ip_network(p)) for p in private) for a in addresses)

@@ -12,7 +12,7 @@ from components import labels, mlflow
 from components.config import ConfigError, parse_config
 from components.endpoints import MLFLOW
 from preview import render
-from preview.aws_mocks import AwsLikeMocks
+from preview.aws_mocks import S3_PREFIX_LISTS, AwsLikeMocks
 from tests.conftest import stack_yaml
 
 PREFIX = "mlops-platform:"
@@ -151,7 +151,7 @@ def test_two_replicas_and_a_disruption_budget_in_prod(dev, prod):
     assert dev.objects("PodDisruptionBudget", "mlflow") == []
 
 
-def test_network_policies_admit_team_namespaces_only_and_let_out_dns_database_and_s3_only(dev):
+def test_network_policies_admit_team_namespaces_only_and_let_out_dns_database_s3_and_sts_only(dev):
     policies = {p["metadata"]["name"]: p["spec"] for p in dev.objects("NetworkPolicy", "mlflow")}
     assert policies["default-deny"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
     ingress = policies["server-ingress"]["ingress"]
@@ -160,11 +160,17 @@ def test_network_policies_admit_team_namespaces_only_and_let_out_dns_database_an
     assert not any("ingress" in spec for name, spec in policies.items() if name != "server-ingress")
     egress = [rule for spec in policies.values() for rule in spec.get("egress", [])]
     ports = sorted((p["protocol"], p["port"]) for rule in egress for p in rule["ports"])
-    assert ports == [("TCP", 53), ("TCP", 443), ("TCP", 5432), ("UDP", 53)]
+    assert ports == [("TCP", 53), ("TCP", 443), ("TCP", 443), ("TCP", 5432), ("UDP", 53)]
     cidrs = {peer["ipBlock"]["cidr"] for rule in egress for peer in rule["to"] if "ipBlock" in peer}
     assert "0.0.0.0/0" not in cidrs
-    database = next(r for r in egress if r["ports"][0]["port"] == 5432)
-    assert {p["ipBlock"]["cidr"] for p in database["to"]} == {"10.20.0.0/19", "10.20.32.0/19"}   # private subnets
+    by_port: dict[int, list[set[str]]] = {}
+    for rule in egress:
+        by_port.setdefault(rule["ports"][0]["port"], []).append({p["ipBlock"]["cidr"] for p in rule["to"]
+                                                                 if "ipBlock" in p})
+    assert by_port[5432] == [{"10.20.0.0/19", "10.20.32.0/19"}]                  # the private (database) subnets
+    s3, sts = by_port[443]
+    assert s3 == set(S3_PREFIX_LISTS["us-west-2"][1])                          # the region's S3 prefix list
+    assert sts and all(c.endswith("/32") and c.startswith("10.20.") for c in sts)   # the STS endpoint's addresses
 
 
 def prod_raw() -> dict:

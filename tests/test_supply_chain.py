@@ -134,8 +134,8 @@ def test_repository_policy_denies_pushes_from_anyone_but_the_team_ci_role(prod):
     # forecasting has no ciRepository: nobody pushes.
     (forecasting,) = policies["mlops-prod/forecasting"]
     assert forecasting["Effect"] == "Deny" and "Condition" not in forecasting
-    assert [r.name for r in prod.of_type(ROLE) if r.name.endswith("-ci") and "supply-chain" in r.name] == [
-        "supply-chain-fraud-detection-ci", "supply-chain-recommendations-ci"]
+    assert {r.name for r in prod.of_type(ROLE) if r.name.endswith("-ci") and "supply-chain" in r.name} == {
+        "supply-chain-fraud-detection-ci", "supply-chain-recommendations-ci"}
 
 
 def test_an_existing_github_provider_is_used_instead_of_declaring_one(variant):

@@ -48,6 +48,11 @@ def s3(region: str) -> frozenset[Reach]:
     return frozenset(Reach(Peer.ip_block(c), Port("TCP", 443)) for c in S3_PREFIX_LISTS[region][1])
 
 
+def sts(rendered: Rendered) -> frozenset[Reach]:
+    """The STS interface endpoint's addresses (a stack output), where IRSA gets credentials."""
+    return frozenset(Reach(Peer.ip_block(c), Port("TCP", 443)) for c in rendered.run.outputs["stsEndpointAddresses"])
+
+
 def team_fsx(rendered: Rendered, config: dict, team: str) -> frozenset[Reach]:
     """The Lustre ports of the subnets holding the file systems of the datasets `team` may read (from config)."""
     subnets = {r.name: r.inputs["cidrBlock"] for r in rendered.of_type("aws:ec2/subnet:Subnet")}
@@ -60,7 +65,7 @@ def team_fsx(rendered: Rendered, config: dict, team: str) -> frozenset[Reach]:
 
 def expected_training(rendered: Rendered, config: dict, team: str) -> frozenset[Reach]:
     peers = Reach(Peer.pods_in(team, {labels.JOB_TYPE: "training"}))   # the team's own workers, any port
-    return DNS | {MLFLOW_REACH, peers} | s3(config["aws:region"]) | team_fsx(rendered, config, team)
+    return DNS | {MLFLOW_REACH, peers} | s3(config["aws:region"]) | sts(rendered) | team_fsx(rendered, config, team)
 
 
 def isolation_problems(network_policies: list[dict], namespace: str, region: str) -> list[str]:
@@ -82,7 +87,7 @@ def isolation_problems(network_policies: list[dict], namespace: str, region: str
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
-def test_training_pods_reach_exactly_dns_mlflow_s3_and_their_teams_fsx(stack, request):
+def test_training_pods_reach_exactly_dns_mlflow_s3_sts_and_their_teams_fsx(stack, request):
     rendered, config = request.getfixturevalue(stack), stack_yaml(stack)
     for team in teams_of(config):
         got = reach(policies(rendered), team["name"], "training")
@@ -137,7 +142,7 @@ def test_notebooks_reach_the_training_destinations_plus_the_hub_and_their_packag
     teams_of(config)[0]["packageIndex"] = {"proxy": {"namespace": "egress-proxy", "podLabels": {"app": "squid"},
                                                      "port": 3128}}
     rendered = Rendered(run_config(config))
-    data = DNS | {MLFLOW_REACH, HUB_REACH} | s3("us-west-2")
+    data = DNS | {MLFLOW_REACH, HUB_REACH} | s3("us-west-2") | sts(rendered)
     recs = reach(policies(rendered), "recommendations", "notebook")
     assert recs == data | {Reach(Peer.ip_block(c), Port("TCP", 443)) for c in ("151.101.0.0/22", "151.101.64.0/22")}
     fraud = reach(policies(rendered), "fraud-detection", "notebook")
@@ -156,10 +161,10 @@ def test_notebooks_accept_connections_from_the_hub_and_proxy_only(dev):
     assert got == {Reach(Peer.pods_in(s.namespace, s.pod_labels)) for s in NOTEBOOK_INGRESS}
 
 
-def test_inference_pods_accept_the_serving_gateway_only_and_reach_s3_and_dns(dev):
+def test_inference_pods_accept_the_serving_gateway_only_and_reach_s3_sts_and_dns(dev):
     assert reach(policies(dev), "fraud-detection", "inference", INGRESS) == \
         {Reach(Peer.pods_in(s.namespace, s.pod_labels)) for s in SERVING_INGRESS}
-    assert reach(policies(dev), "fraud-detection", "inference") == DNS | s3("us-west-2")
+    assert reach(policies(dev), "fraud-detection", "inference") == DNS | s3("us-west-2") | sts(dev)
 
 
 def test_unlabelled_pods_reach_dns_only_and_accept_nothing(dev):

@@ -3,16 +3,20 @@
 import pulumi
 
 from components.cluster import Cluster, ClusterArgs
-from components.config import load_config, team_gpu_quota
+from components.config import (gpu_pools, load_config, notebook_profiles, team_gpu_quota, team_notebook_group,
+                               training_pool)
 from components.datasets import Datasets, DatasetsArgs
-from components.endpoints import JUPYTERHUB_API, MLFLOW, NOTEBOOK_INGRESS, PRIORITY_CLASSES, SERVING_INGRESS
+from components.endpoints import JUPYTERHUB_API, MLFLOW, NOTEBOOK_INGRESS, PRIORITY_CLASSES, PROMETHEUS, SERVING_INGRESS
 from components.gpu_operator import GpuOperator, GpuOperatorArgs
 from components.karpenter import Karpenter, KarpenterArgs
 from components.mlflow import Mlflow, MlflowArgs
 from components.network import Network, NetworkArgs
+from components.notebooks import Notebooks, NotebooksArgs
+from components.observability import Observability, ObservabilityArgs
 from components.serving import Serving, ServingArgs
 from components.supply_chain import SupplyChain, SupplyChainArgs
 from components.tenancy import Team, TeamArgs, Tenancy, TenancyArgs
+from components.training import Training, TrainingArgs
 
 config = load_config()
 cluster_name = config.cluster.name or f"mlops-{pulumi.get_stack()}"
@@ -46,13 +50,32 @@ teams = {t.name: Team(f"team-{t.name}", TeamArgs(
     config=t, access=cluster.access, mlflow=MLFLOW, serving_ingress=SERVING_INGRESS, jupyterhub_api=JUPYTERHUB_API,
     notebook_ingress=NOTEBOOK_INGRESS, s3_cidrs=tenancy.s3_cidrs, sts_cidrs=network.sts_endpoint_cidrs,
     datasets=datasets.access_for(t.name), dvc=datasets.dvc_remote,
-    gpu_quota=team_gpu_quota(config, t),
+    gpu_quota=team_gpu_quota(config, t), metrics_scraper=PROMETHEUS if config.observability.enabled else None,
 )).access for t in config.teams}
+
+# JupyterHub spawning into the team namespaces; the training operator and each team's job defaults.
+notebooks = Notebooks("notebooks", NotebooksArgs(
+    config=config.notebooks, profiles=notebook_profiles(config), teams=config.teams, team_access=teams,
+    team_groups={t.name: team_notebook_group(config, t) for t in config.teams}, access=cluster.access,
+    cpu_pools=[p.name for p in config.karpenter.cpu_node_pools], api=JUPYTERHUB_API, ingress=NOTEBOOK_INGRESS,
+    priority_class=PRIORITY_CLASSES.notebook,
+)) if config.notebooks.enabled else None
+training = Training("training", TrainingArgs(
+    config=config.training, access=cluster.access, pool=training_pool(config), team_access=list(teams.values()),
+    priority_class=PRIORITY_CLASSES.training,
+)) if config.training.enabled else None
 
 serving = Serving("serving", ServingArgs(
     access=cluster.access, is_prod=config.is_prod, teams=config.teams, team_access=list(teams.values()),
     ingress=SERVING_INGRESS, priority_class=PRIORITY_CLASSES.inference,
 ))
+
+# Prometheus + Grafana: GPU, cost and model dashboards, recording rules and alerts (after Knative, which it configures).
+observability = Observability("observability", ObservabilityArgs(
+    config=config.observability, access=cluster.access, is_prod=config.is_prod, teams=config.teams,
+    gpu_pools=gpu_pools(config), gpu_idle_percent=config.gpu.alerts.idle_utilization_percent, scraper=PROMETHEUS,
+    after=[serving],
+)) if config.observability.enabled else None
 
 # Team image repositories, CI push roles and the image admission policy (selects team namespaces by label).
 supply_chain = SupplyChain("supply-chain", SupplyChainArgs(
@@ -73,3 +96,4 @@ pulumi.export("dvcBucket", datasets.dvc_bucket_name)
 pulumi.export("datasetFileSystems", datasets.file_system_ids)
 pulumi.export("imageRepositories", supply_chain.repository_urls)
 pulumi.export("imageCiRoles", supply_chain.ci_role_arns)
+pulumi.export("grafanaUrl", observability.grafana_url if observability else None)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import NamedTuple
+from typing import Iterable, NamedTuple
 
 import yaml
 
@@ -241,3 +241,52 @@ def serving_frameworks() -> dict[str, ServingFramework]:
                                f["minP99Ms"])
         for name, f in data.items()
     }
+
+
+# ---------------------------------------------------------------------------------------------------
+# Prices (components/data/prices.yaml): one source of prices. The cost command (preview/cost.py) and the cost
+# dashboards and GPU price recording rules (components/observability.py) both price with these functions.
+
+PRICES_FILE = DATA_DIR / "prices.yaml"
+
+
+@functools.cache
+def prices() -> dict:
+    return yaml.safe_load(PRICES_FILE.read_text())
+
+
+def instance_price(instance_type: str, spot: bool) -> float | None:
+    """$/hour of one instance (on-demand list price, or the typical spot price), None when not in the price list."""
+    entry = prices()["instances"].get(instance_type)
+    if entry is None:
+        return None
+    return entry["spotTypical" if spot else "onDemand"]
+
+
+def gpu_hour_price(type_names: Iterable[str], spot: bool) -> tuple[float | None, list[str]]:
+    """The most expensive $/GPU-hour among instance types (an upper bound), and the types without a price."""
+    best, missing = None, []
+    for t in type_names:
+        info = instance_types().get(t)
+        price = instance_price(t, spot)
+        if info is None or price is None:
+            missing.append(t)
+            continue
+        per_gpu = price / info.gpus
+        best = per_gpu if best is None else max(best, per_gpu)
+    return best, missing
+
+
+# ---------------------------------------------------------------------------------------------------
+# Exporter metrics (components/data/metrics.yaml): what the installed exporters emit, each list with its source.
+
+
+@functools.cache
+def exporter_metrics() -> dict:
+    return yaml.safe_load((DATA_DIR / "metrics.yaml").read_text())
+
+
+def inference_latency_buckets_seconds() -> tuple[float, ...]:
+    """The bucket bounds of Knative's queue-proxy request-duration histogram: a p99 computed from it is never above
+    the largest one."""
+    return tuple(float(b) for b in exporter_metrics()["exporters"]["knative-queue-proxy"]["latencyBucketsSeconds"])

@@ -649,6 +649,8 @@ DEFAULT_ALLOWED_REGISTRIES = (
     "gcr.io/knative-releases/",         # Knative's queue-proxy sidecar in InferenceService pods
     "quay.io/jupyter/",                 # Jupyter's notebook images
     "quay.io/jupyterhub/",              # zero-to-jupyterhub's single-user helpers
+    "docker.io/kubeflow/",              # the Kubeflow training operator (components/training.py)
+    "docker.io/mpioperator/",           # the kubectl-delivery init container it puts into MPIJob launchers
 )
 
 
@@ -671,7 +673,7 @@ class SupplyChainConfig(Model):
 # Notebooks (JupyterHub; components/notebooks.py) and training (Kubeflow training operator; components/training.py)
 
 
-def _duration_seconds(value: str) -> int:
+def duration_seconds(value: str) -> int:
     """Seconds of a duration such as "8h", "90m" or "1h30m" (the `Duration` pattern)."""
     return sum(int(n) * {"s": 1, "m": 60, "h": 3600}[u] for n, u in re.findall(r"([0-9]+)([smh])", value))
 
@@ -745,7 +747,7 @@ class NotebookCullingConfig(Model):
 
     @model_validator(mode="after")
     def _ordered(self) -> NotebookCullingConfig:
-        s = _duration_seconds
+        s = duration_seconds
         if s(self.gpu_idle_timeout) > s(self.idle_timeout):
             raise ValueError("gpuIdleTimeout must not exceed idleTimeout: GPU notebooks are culled sooner, not later")
         if s(self.gpu_max_age) > s(self.max_age):
@@ -818,6 +820,43 @@ class TrainingConfig(Model):
 
 
 # ---------------------------------------------------------------------------------------------------
+# Observability (Prometheus, Grafana dashboards, alerts; components/observability.py)
+
+
+class ObservabilityAlertsConfig(Model):
+    """Thresholds of the platform's model and capacity alerts (the GPU waste alerts' are `gpu.alerts`)."""
+
+    error_rate_percent: Annotated[float, Field(gt=0, le=100)] = 5     # share of a model's requests answered 5xx ...
+    error_rate_for: Duration = "5m"                                    # ... for this long
+    latency_for: Duration = "10m"            # a model's p99 above its latencyP99Ms for this long
+    pending_gpu_pods_for: Duration = "10m"   # a GPU NodePool at its GPU limit while GPU pods wait, for this long
+
+
+def _scrape_interval(value: str) -> str:
+    if not 10 <= duration_seconds(value) <= 60:
+        raise ValueError("must be between 10s and 1m: the dashboards' and alerts' 5m rate windows need several "
+                         "samples, and shorter intervals multiply Prometheus' load for nothing")
+    return value
+
+
+class ObservabilityConfig(Model):
+    """kube-prometheus-stack (Prometheus, Grafana, kube-state-metrics, the operator) on the system nodes."""
+
+    enabled: bool = True
+    retention_days: Annotated[int, Field(ge=1, le=3650)] | None = None      # default 15, in prod 31 (a month of cost)
+    storage_gib: Annotated[int, Field(alias="storageGiB", ge=10, le=16000)] = 50   # each Prometheus replica's volume
+    storage_class: Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")] = "gp3"
+    prometheus_replicas: Annotated[int, Field(ge=1, le=3)] = 1
+    scrape_interval: Annotated[Duration, AfterValidator(_scrape_interval)] = "30s"
+    node_exporter: bool = False             # node CPU/memory/disk metrics (a DaemonSet on every node, GPU nodes too)
+    alerts: ObservabilityAlertsConfig = ObservabilityAlertsConfig()
+
+    def retention(self, is_prod: bool) -> int:
+        """Days Prometheus keeps: `retentionDays`, else 31 in prod (a month of GPU cost) and 15 elsewhere."""
+        return self.retention_days or (31 if is_prod else 15)
+
+
+# ---------------------------------------------------------------------------------------------------
 # The whole stack
 
 
@@ -834,6 +873,7 @@ class PlatformConfig(Model):
     supply_chain: SupplyChainConfig = SupplyChainConfig()
     notebooks: NotebooksConfig = NotebooksConfig()
     training: TrainingConfig = TrainingConfig()
+    observability: ObservabilityConfig = ObservabilityConfig()
 
     @property
     def is_prod(self) -> bool:
@@ -1133,9 +1173,9 @@ def _generated_profiles(cfg: PlatformConfig, pools: list[GpuPool]) -> list[Noteb
     """CPU, plus one profile per GPU type offered whole, per time-sliced GPU type and per MIG pool's smallest slice."""
     def make(name: str, display: str, sharing: str, gpu: NotebookGpuConfig | None) -> NotebookProfileConfig:
         cores, gb = NOTEBOOK_SIZES["cpu" if gpu is None else sharing]
-        what = "" if gpu is None else f"{display}, "
-        return NotebookProfileConfig(name=name, display_name=f"{what}{cores} cores, {gb} GB" if gpu else
-                                     f"CPU only: {cores} cores, {gb} GB", cpu=cores, memory_gb=gb, gpu=gpu)
+        size = f"{cores} core{'s' if cores != 1 else ''}, {gb} GB"
+        return NotebookProfileConfig(name=name, display_name=f"{display}, {size}" if gpu else f"CPU only: {size}",
+                                     cpu=cores, memory_gb=gb, gpu=gpu)
 
     profiles, seen = [make("cpu", "CPU", "cpu", None)], {"cpu"}
     for pool in pools:
@@ -1157,9 +1197,21 @@ def _generated_profiles(cfg: PlatformConfig, pools: list[GpuPool]) -> list[Noteb
         if name in seen:
             continue
         profile = make(name, display, gpu.sharing, gpu)
-        if any(_fits(p, profile.cpu, profile.memory_gb) for p in _gpu_candidates(pools, gpu)):
-            profiles.append(profile)
-            seen.add(name)
+        candidates = _gpu_candidates(pools, gpu)
+        if not any(_fits(p, profile.cpu, profile.memory_gb) for p in candidates):
+            # Smaller instances only (e.g. a g4dn.xlarge node group): the largest size that fits one of them.
+            table = catalog.instance_types()
+            largest = max((table[t] for p in candidates for t in p.instance_types),
+                          key=lambda i: (i.vcpu, i.memory_gib))
+            cores = min(profile.cpu, math.floor(largest.vcpu - NODE_RESERVED_CPU))
+            gb = min(profile.memory_gb, math.floor((largest.memory_gib - NODE_RESERVED_GIB) * 2 ** 30 / 1e9))
+            if cores < 1 or gb < 1:
+                continue
+            profile = make(name, display, gpu.sharing, gpu).model_copy(update={
+                "cpu": cores, "memory_gb": gb,
+                "display_name": f"{display}, {cores} core{'s' if cores != 1 else ''}, {gb} GB"})
+        profiles.append(profile)
+        seen.add(name)
     return profiles
 
 
@@ -1308,6 +1360,33 @@ def _training_rule_errors(cfg: PlatformConfig) -> list[tuple[str, str, Any]]:
     return errors
 
 
+def _observability_rule_errors(cfg: PlatformConfig) -> list[tuple[str, str, Any]]:
+    """Prod keeps its alerts and a month of metrics; every model's latency target is one the alert can see."""
+    obs = cfg.observability
+    errors: list[tuple[str, str, Any]] = []
+    if cfg.is_prod and not obs.enabled:
+        errors.append(("observability.enabled", "must be true in prod: the latency, error-rate and GPU capacity "
+                       "alerts and the cost dashboards depend on it", obs.enabled))
+    if cfg.is_prod and obs.retention_days is not None and obs.retention_days < 31:
+        errors.append(("observability.retentionDays", "must be at least 31 in prod, so the cost dashboard can show a "
+                       "whole month of GPU cost", obs.retention_days))
+    if obs.enabled:
+        top_ms = catalog.inference_latency_buckets_seconds()[-1] * 1000
+        for i, team in enumerate(cfg.teams):
+            for j, m in enumerate(team.models):
+                if m.latency_p99_ms >= top_ms:
+                    errors.append((f"teams[{i}].models[{j}].latencyP99Ms", f"must be below {top_ms:g} ms: the "
+                                   "queue-proxy's latency histogram ends there (components/data/metrics.yaml), so "
+                                   "the p99 alert could never fire above it", m.latency_p99_ms))
+        for key, value in (("errorRateFor", obs.alerts.error_rate_for), ("latencyFor", obs.alerts.latency_for),
+                           ("pendingGpuPodsFor", obs.alerts.pending_gpu_pods_for)):
+            if duration_seconds(value) < 2 * duration_seconds(obs.scrape_interval):
+                errors.append((f"observability.alerts.{key}", f"must be at least two scrape intervals "
+                               f"(scrapeInterval {obs.scrape_interval}), or one missed scrape fires or clears the "
+                               "alert", value))
+    return errors
+
+
 def _rule_errors(cfg: PlatformConfig) -> list[tuple[str, str, Any]]:
     """Rules across sections, as (key path, message, value). Run only once the structure is valid."""
     errors: list[tuple[str, str, Any]] = []
@@ -1325,8 +1404,11 @@ def _rule_errors(cfg: PlatformConfig) -> list[tuple[str, str, Any]]:
     errors += _serving_rule_errors(cfg)
     errors += _mlflow_rule_errors(cfg)
     errors += _supply_chain_rule_errors(cfg)
-    errors += _notebook_rule_errors(cfg)
-    errors += _training_rule_errors(cfg)
+    # Profiles and training jobs are resolved against the GPU pools: only once the pools themselves are valid.
+    if not _gpu_rule_errors(cfg):
+        errors += _notebook_rule_errors(cfg)
+        errors += _training_rule_errors(cfg)
+    errors += _observability_rule_errors(cfg)
     if cfg.is_prod:
         prod_rules = [
             ("network.azCount", cfg.network.existing is None and cfg.network.az_count < 3,

@@ -77,6 +77,24 @@ NOTEBOOK_INGRESS = (
 
 
 @dataclass(frozen=True)
+class MetricsScraper:
+    """Prometheus as team NetworkPolicies admit it: its pods, and the ports it may scrape on inference pods only."""
+
+    source: PodSource
+    inference_ports: tuple[int, ...]
+
+
+# The platform's Prometheus (components/observability.py, kube-prometheus-stack in `monitoring`; the Prometheus
+# operator labels its pods with these two). In a team namespace it scrapes only the queue-proxy sidecar of
+# InferenceService pods, on Knative's user-metrics port (`http-usermetric`, 9091).
+PROMETHEUS = MetricsScraper(
+    source=PodSource(namespace="monitoring", pod_labels={"app.kubernetes.io/name": "prometheus",
+                                                         "app.kubernetes.io/managed-by": "prometheus-operator"}),
+    inference_ports=(9091,),
+)
+
+
+@dataclass(frozen=True)
 class PriorityClasses:
     """The platform's PriorityClass names (declared by the tenancy component), for workloads to set."""
 

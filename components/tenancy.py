@@ -9,7 +9,8 @@ datasets, RBAC for the team's group, a read-only claim per dataset, and NetworkP
   systems (Lustre ports) only, plus the team's other training pods (distributed training talks pod to pod);
 - `job-type: notebook`: the same, plus the JupyterHub API and the team's package index (CIDRs or a proxy);
   ingress from the hub and proxy only;
-- `job-type: inference`: ingress from the serving gateway only; egress to S3 to load the model.
+- `job-type: inference`: ingress from the serving gateway only (and Prometheus, when given, on the queue-proxy's
+  metrics port only); egress to S3 to load the model.
 
 There is no rule to the Kubernetes API: none of these pods needs it (the training operator runs elsewhere).
 `Tenancy` declares the PriorityClasses and looks up the S3 prefix list once for all teams.
@@ -31,6 +32,7 @@ from components.endpoints import (
     ClusterAccess,
     DatasetAccess,
     DvcRemote,
+    MetricsScraper,
     PodSource,
     PriorityClasses,
     ServiceEndpoint,
@@ -188,6 +190,8 @@ class TeamArgs:
     # GPU extended resource -> units the team may request (config.team_gpu_quota): every resource the stack's
     # pools advertise gets a quota line, so no shared GPU resource is ever unlimited.
     gpu_quota: dict[str, int] | None = None
+    # Prometheus (endpoints.PROMETHEUS), admitted to inference pods on their metrics ports only; None: not scraped.
+    metrics_scraper: MetricsScraper | None = None
 
 
 class Team(pulumi.ComponentResource):
@@ -262,6 +266,8 @@ class Team(pulumi.ComponentResource):
         else:
             data_policy = pulumi.Output.from_input(_policy_document(data_statements))
         model_statements = [s for m in cfg.models for s in s3_read_statements(m.location, f"Model{_sid(m.name)}")]
+        model_statements += [s for m in cfg.models if m.canary is not None
+                             for s in s3_read_statements(m.canary.location, f"Canary{_sid(m.name)}")]
         # Notebooks and training read the team's datasets and DVC prefix; serving reads the team's models.
         # A role with nothing to read gets no policy at all.
         policies = {
@@ -395,7 +401,20 @@ def network_policy_specs(cfg: TeamConfig, args: TeamArgs) -> dict[str, pulumi.In
             "policyTypes": ["Egress"],
             "egress": rules,
         }),
+        **_metrics_scrape_policies(args.metrics_scraper, inference),
     }
+
+
+def _metrics_scrape_policies(scraper: MetricsScraper | None, inference: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Prometheus may scrape inference pods' queue-proxy metrics port(s), and nothing else in the namespace."""
+    if scraper is None:
+        return {}
+    return {"inference-metrics-ingress": {
+        "podSelector": {"matchLabels": inference},
+        "policyTypes": ["Ingress"],
+        "ingress": [{"from": [_ns_peer(scraper.source.namespace, scraper.source.pod_labels)],
+                     "ports": [p for port in scraper.inference_ports for p in _tcp(port)]}],
+    }}
 
 
 def _package_index_rules(cfg: TeamConfig) -> list[dict[str, Any]]:

@@ -4,6 +4,7 @@
 all evaluate, so a rule behaves the same in `pulumi preview --policy-pack policies` and offline.
 """
 
-from policies import data, egress, gpu, gpu_workloads, images
+from policies import data, egress, gpu, gpu_workloads, images, notebooks
 
-POLICIES: list = [*gpu.POLICIES, *gpu_workloads.POLICIES, *egress.POLICIES, *data.POLICIES, *images.POLICIES]
+POLICIES: list = [*gpu.POLICIES, *gpu_workloads.POLICIES, *egress.POLICIES, *data.POLICIES, *images.POLICIES,
+                   *notebooks.POLICIES]

@@ -187,4 +187,46 @@ network_policies_require_enforcement = StackValidationPolicy(
                       "isolate nothing.",
 )
 
-POLICIES: list = [team_namespace_default_deny_egress, training_egress_allowlist, network_policies_require_enforcement]
+
+# ---- no security group admits the whole internet --------------------------------------------------------
+
+SECURITY_GROUP = "aws:ec2/securityGroup:SecurityGroup"
+SECURITY_GROUP_RULE = "aws:ec2/securityGroupRule:SecurityGroupRule"
+INGRESS_RULE = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
+WORLD = ("0.0.0.0/0", "::/0")
+
+
+def open_ingress_problems(resource_type: str, props: dict[str, Any]) -> list[str]:
+    """Ingress from anywhere to the security groups of nodes, FSx, the database or endpoints."""
+    def world(rule: dict[str, Any]) -> list[str]:
+        cidrs = [*(rule.get("cidrBlocks") or []), *(rule.get("ipv6CidrBlocks") or []),
+                 *[c for c in (rule.get("cidrIpv4"), rule.get("cidrIpv6")) if c]]
+        return [c for c in cidrs if c in WORLD]
+
+    if resource_type == SECURITY_GROUP:
+        rules = [r for r in props.get("ingress") or [] if isinstance(r, dict)]
+    elif resource_type == SECURITY_GROUP_RULE and props.get("type") == "ingress":
+        rules = [props]
+    elif resource_type == INGRESS_RULE:
+        rules = [props]
+    else:
+        return []
+    return [f"ports {r.get('fromPort')}-{r.get('toPort')} are open to {cidr}" for r in rules for cidr in world(r)]
+
+
+def _validate_open_ingress(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    for problem in open_ingress_problems(args.resource_type, args.props):
+        report_violation(f"The security group rule admits the whole internet: {problem}.")
+
+
+security_groups_closed_to_internet = ResourceValidationPolicy(
+    name="security-groups-closed-to-internet",
+    description="No security group allows ingress from 0.0.0.0/0 or ::/0 (nodes, FSx, the database, endpoints).",
+    enforcement_level=EnforcementLevel.MANDATORY,
+    validate=_validate_open_ingress,
+    remediation_steps="Admit the cluster security group (source_security_group_id) or the VPC CIDR instead; "
+                      "public traffic reaches the platform only through load balancers.",
+)
+
+POLICIES: list = [team_namespace_default_deny_egress, training_egress_allowlist, network_policies_require_enforcement,
+                  security_groups_closed_to_internet]

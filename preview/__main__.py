@@ -16,20 +16,22 @@ from preview import diff, engine, render
 BUILD_DIR = engine.PROJECT_DIR / "build"
 
 
-def _run(stack: str) -> engine.Run:
+def _run(stack: str, config_file: str | None = None) -> engine.Run:
     from components.config import ConfigError
 
+    path = Path(config_file) if config_file else engine.stack_file(stack)
     try:
-        return engine.run_stack(stack)
+        config, secret_keys = engine.read_stack_config(path)
+        return engine.run_program(stack, config, secret_keys)
     except ConfigError as exc:
-        print(f"error: Pulumi.{stack}.yaml: {exc}", file=sys.stderr)
+        print(f"error: {path.name}: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
 
 
 def _violations(run: engine.Run) -> list[policy_check.Violation]:
     from policies import POLICIES
 
-    return policy_check.evaluate(POLICIES, run.resources, policy_check.load_overrides(engine.PROJECT_DIR))
+    return policy_check.evaluate(POLICIES, run.resources, policy_check.load_overrides(engine.PROJECT_DIR, run.stack))
 
 
 def _print_violations(violations: list[policy_check.Violation]) -> int:
@@ -41,7 +43,7 @@ def _print_violations(violations: list[policy_check.Violation]) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    run = _run(args.stack)
+    run = _run(args.stack, args.config)
     violations = _violations(run)
     out = Path(args.out or BUILD_DIR / args.stack)
     render.write(run, out, violations)
@@ -74,12 +76,12 @@ def cmd_check(args: argparse.Namespace) -> int:
         plan = json.loads(Path(args.plan).read_text())
         resources = _registrations(plan)
         return _print_violations(policy_check.evaluate(POLICIES, resources,
-                                                       policy_check.load_overrides(engine.PROJECT_DIR)))
-    return _print_violations(_violations(_run(args.stack)))
+                                                       policy_check.load_overrides(engine.PROJECT_DIR, args.stack)))
+    return _print_violations(_violations(_run(args.stack, args.config)))
 
 
 def cmd_cost(args: argparse.Namespace) -> int:
-    run = _run(args.stack)
+    run = _run(args.stack, args.config)
     print(cost_model.markdown(cost_model.estimate((r.type, r.inputs) for r in run.resources if r.custom),
                               f"Cost of stack `{args.stack}`"))
     return 0
@@ -91,7 +93,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     except (RuntimeError, subprocess.CalledProcessError) as exc:
         print(f"error: {getattr(exc, 'stderr', None) or exc}", file=sys.stderr)
         return 2
-    run = _run(args.stack)
+    run = _run(args.stack, args.config)
     head = render.plan(run)
     violations = _violations(run)
     print(diff.markdown(args.stack, diff.diff_plans(base, head), violations,
@@ -117,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("stack")
     p.add_argument("--base", required=True, help="git ref to compare with (e.g. origin/main)")
     p.set_defaults(func=cmd_diff)
+    for command in sub.choices.values():
+        command.add_argument("--config", metavar="FILE",
+                             help="read the stack's config from FILE instead of Pulumi.<stack>.yaml")
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -1,8 +1,9 @@
 """Evaluate the policy pack's own policy objects (`policies.POLICIES`) against a recorded run.
 
 Each policy gets the same arguments the CrossGuard analyzer would build from a `pulumi preview`: resource
-type, camelCase props, URN, name, options, and the policy's config (its schema defaults, overridden by
-`policies/config.json`'s entry when present, as `pulumi preview --policy-pack-config` would).
+type, camelCase props, URN, name, options, and the policy's config: its schema defaults, overridden by the
+stack's policy config file `policies/config.<stack>.json` when present (the file CI passes to
+`pulumi preview --policy-pack-config`). An entry's `enforcementLevel` overrides the policy's own level.
 """
 
 from __future__ import annotations
@@ -42,7 +43,21 @@ class Violation:
 def policy_config(policy, overrides: dict[str, Any]) -> dict[str, Any]:
     schema = getattr(policy, "config_schema", None)
     defaults = {k: v.get("default") for k, v in (schema.properties.items() if schema else []) if "default" in v}
-    return {**defaults, **overrides.get(policy.name, {})}
+    entry = overrides.get(policy.name, {})
+    if isinstance(entry, str):          # CrossGuard's short form: "policy-name": "advisory"
+        entry = {}
+    return {**defaults, **{k: v for k, v in entry.items() if k != "enforcementLevel"}}
+
+
+def enforcement_level(policy, overrides: dict[str, Any]) -> EnforcementLevel:
+    entry = overrides.get(policy.name, {})
+    level = entry if isinstance(entry, str) else entry.get("enforcementLevel")
+    if level is None:
+        everything = overrides.get("all")
+        level = everything if isinstance(everything, str) else (everything or {}).get("enforcementLevel")
+    if level is None:
+        return policy.enforcement_level or EnforcementLevel.ADVISORY
+    return EnforcementLevel(level)
 
 
 def _options(r: Registration) -> PolicyResourceOptions:
@@ -72,7 +87,7 @@ def evaluate(policies: list, resources: list[Registration], overrides: dict[str,
     overrides = overrides or {}
     violations: list[Violation] = []
     for policy in policies:
-        level = (policy.enforcement_level or EnforcementLevel.ADVISORY)
+        level = enforcement_level(policy, overrides)
         if level == EnforcementLevel.DISABLED:
             continue
         config = policy_config(policy, overrides)
@@ -92,6 +107,10 @@ def evaluate(policies: list, resources: list[Registration], overrides: dict[str,
     return violations
 
 
-def load_overrides(project_dir: Path) -> dict[str, Any]:
-    path = project_dir / "policies" / "config.json"
+def config_file(project_dir: Path, stack: str) -> Path:
+    return project_dir / "policies" / f"config.{stack}.json"
+
+
+def load_overrides(project_dir: Path, stack: str) -> dict[str, Any]:
+    path = config_file(project_dir, stack)
     return json.loads(path.read_text()) if path.exists() else {}

@@ -8,31 +8,17 @@
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Iterable
 
-import yaml
-
 from components import catalog, labels
+# The price functions live in the catalog, so the cost dashboards (components/observability.py) price GPU-hours with
+# exactly what this command uses.
+from components.catalog import PRICES_FILE, gpu_hour_price, instance_price, prices  # noqa: F401 (re-exported)
 
-PRICES_FILE = Path(__file__).resolve().parent.parent / "components" / "data" / "prices.yaml"
 INSTANCE_TYPE_KEY = "node.kubernetes.io/instance-type"
 INSTANCE_FAMILY_KEY = "karpenter.k8s.aws/instance-family"
 CAPACITY_TYPE_KEY = "karpenter.sh/capacity-type"
-
-
-@functools.cache
-def prices() -> dict[str, Any]:
-    return yaml.safe_load(PRICES_FILE.read_text())
-
-
-def instance_price(instance_type: str, spot: bool) -> float | None:
-    entry = prices()["instances"].get(instance_type)
-    if entry is None:
-        return None
-    return entry["spotTypical" if spot else "onDemand"]
 
 
 @dataclass
@@ -73,20 +59,6 @@ def _node_pool_instance_types(spec: dict[str, Any]) -> tuple[list[str], bool]:
         elif req.get("key") == CAPACITY_TYPE_KEY:
             capacity = values
     return types, capacity == ["spot"]
-
-
-def gpu_hour_price(instance_types: Iterable[str], spot: bool) -> tuple[float | None, list[str]]:
-    """The most expensive $/GPU-hour among instance types (an upper bound), and the types without a price."""
-    best, missing = None, []
-    for t in instance_types:
-        info = catalog.instance_types().get(t)
-        price = instance_price(t, spot)
-        if info is None or price is None:
-            missing.append(t)
-            continue
-        per_gpu = price / info.gpus
-        best = per_gpu if best is None else max(best, per_gpu)
-    return best, missing
 
 
 def estimate(resources: Iterable[tuple[str, dict[str, Any]]]) -> Cost:
@@ -196,10 +168,16 @@ def markdown(cost: Cost, title: str) -> str:
 
 def delta_markdown(base: Cost, head: Cost) -> str:
     def signed(x: float) -> str:
+        x = round(x, 2)
         return f"{'+' if x >= 0 else '-'}${abs(x):,.2f}"
 
-    return (f"| | base | head | change |\n|---|---:|---:|---:|\n"
-            f"| idle baseline / month | ${base.baseline_total:,.2f} | ${head.baseline_total:,.2f} | "
-            f"{signed(head.baseline_total - base.baseline_total)} |\n"
-            f"| max GPU burn / hour | ${base.burn_total:,.2f} | ${head.burn_total:,.2f} | "
-            f"{signed(head.burn_total - base.burn_total)} |\n")
+    rows = [("idle baseline / month", base.baseline_total, head.baseline_total),
+            ("max GPU burn / hour", base.burn_total, head.burn_total)]
+    base_teams = {line.item.split(":")[0]: line.amount for line in base.teams}
+    head_teams = {line.item.split(":")[0]: line.amount for line in head.teams}
+    for team in sorted(set(base_teams) | set(head_teams)):
+        old, new = base_teams.get(team, 0.0), head_teams.get(team, 0.0)
+        if round(old, 2) != round(new, 2):
+            rows.append((f"{team} quota at full use / hour", old, new))
+    return "| | base | head | change |\n|---|---:|---:|---:|\n" + "".join(
+        f"| {label} | ${old:,.2f} | ${new:,.2f} | {signed(new - old)} |\n" for label, old, new in rows)

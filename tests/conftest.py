@@ -17,8 +17,10 @@ PROJECT_DIR = engine.PROJECT_DIR
 
 
 def stack_yaml(stack: str) -> dict[str, Any]:
-    """The `config:` map of Pulumi.<stack>.yaml as written (structured values as YAML data)."""
-    return copy.deepcopy(yaml.safe_load((PROJECT_DIR / f"Pulumi.{stack}.yaml").read_text())["config"])
+    """The `config:` map of Pulumi.<stack>.yaml as written (structured values as YAML data), `secure:` values replaced
+    by the offline placeholder as `preview render` does (they cannot be decrypted here)."""
+    config = yaml.safe_load((PROJECT_DIR / f"Pulumi.{stack}.yaml").read_text())["config"]
+    return {k: engine._unsecure(copy.deepcopy(v))[0] for k, v in config.items()}
 
 
 def run_config(config: dict[str, Any], stack: str = "test") -> engine.Run:

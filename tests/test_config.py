@@ -88,19 +88,18 @@ def test_prod_refuses_spot_system_nodes():
 
 
 def test_invalid_stack_fails_the_preview_with_every_problem_and_no_traceback(tmp_path):
-    stack_file = (PROJECT_DIR / "Pulumi.dev.yaml").read_text()
-    broken = stack_file.replace("gpuQuota: 4", "gpuQuota: -4").replace("natGateways: single", "natGateways: many") \
+    text = (PROJECT_DIR / "Pulumi.dev.yaml").read_text()
+    broken = text.replace("gpuQuota: 4", "gpuQuota: -4").replace("natGateways: single", "natGateways: many") \
         .replace("azCount: 2", "azCount: 9")
     assert broken.count("-4") == 1
-    (PROJECT_DIR / "Pulumi.broken-test.yaml").write_text(broken)
-    try:
-        result = subprocess.run([sys.executable, "-m", "preview", "render", "broken-test", "--out", str(tmp_path)],
-                                cwd=PROJECT_DIR, capture_output=True, text=True)
-    finally:
-        (PROJECT_DIR / "Pulumi.broken-test.yaml").unlink()
+    stack_file = tmp_path / "Pulumi.broken.yaml"
+    stack_file.write_text(broken)
+    out = tmp_path / "build"
+    result = subprocess.run([sys.executable, "-m", "preview", "render", "broken", "--config", str(stack_file),
+                             "--out", str(out)], cwd=PROJECT_DIR, capture_output=True, text=True)
     assert result.returncode == 2
     assert "3 problems" in result.stderr
     for path in ("network.azCount", "network.natGateways", "teams[0].gpuQuota"):
         assert path in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
-    assert not (tmp_path / "plan.json").exists()
+    assert not (out / "plan.json").exists()

@@ -130,5 +130,7 @@ def test_diff_against_a_git_revision_shows_the_changed_quota(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "## Offline preview diff: stack `dev`" in result.stdout
     assert '`spec.hard["requests.nvidia.com/gpu"]`: `2` → `1`' in result.stdout
-    assert "**0 to add, 1 to change, 0 to delete**" in result.stdout
-    assert "| max GPU burn / hour |" in result.stdout
+    # The quota, and the team's hourly cost ceiling the cost alert compares against; nothing else.
+    assert "**0 to add, 2 to change, 0 to delete**" in result.stdout
+    assert "**team-recommendations-quota**" in result.stdout and "**observability-mlops-gpu-cost**" in result.stdout
+    assert "| team recommendations quota at full use / hour | $1.05 | $0.53 | -$0.53 |" in result.stdout

@@ -242,3 +242,45 @@ def test_a_policy_that_excludes_training_pods_may_open_egress():
     assert violations(egress.training_egress_allowlist, resource(NP, hub)) == []
     unguarded = mutated(hub, lambda d: d["spec"]["podSelector"].pop("matchExpressions"))
     assert len(violations(egress.training_egress_allowlist, resource(NP, unguarded))) == 1
+
+
+# ---- security groups ------------------------------------------------------------------------------------
+
+from policies.egress import security_groups_closed_to_internet  # noqa: E402
+from tests.policy_harness import resource as _resource  # noqa: E402
+from tests.policy_harness import violations as _violations  # noqa: E402
+
+_SG = {"vpcId": "vpc-1", "ingress": [{"protocol": "tcp", "fromPort": 5432, "toPort": 5432,
+                                      "securityGroups": ["sg-cluster"], "cidrBlocks": []}]}
+
+
+@pytest.mark.parametrize("typ, props", [
+    ("aws:ec2/securityGroup:SecurityGroup", _SG),
+    ("aws:ec2/securityGroupRule:SecurityGroupRule", {"type": "ingress", "fromPort": 988, "toPort": 988,
+                                                     "sourceSecurityGroupId": "sg-cluster"}),
+    ("aws:ec2/securityGroupRule:SecurityGroupRule", {"type": "egress", "fromPort": 0, "toPort": 0,
+                                                     "cidrBlocks": ["0.0.0.0/0"]}),
+    ("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule", {"fromPort": 443, "toPort": 443,
+                                                                   "cidrIpv4": "10.0.0.0/16"}),
+])
+def test_security_groups_admitting_private_sources_pass(typ, props):
+    assert _violations(security_groups_closed_to_internet, _resource(typ, props)) == []
+
+
+@pytest.mark.parametrize("typ, props", [
+    ("aws:ec2/securityGroup:SecurityGroup", {**_SG, "ingress": [{**_SG["ingress"][0], "cidrBlocks": ["0.0.0.0/0"]}]}),
+    ("aws:ec2/securityGroup:SecurityGroup", {**_SG, "ingress": [{**_SG["ingress"][0], "ipv6CidrBlocks": ["::/0"]}]}),
+    ("aws:ec2/securityGroupRule:SecurityGroupRule", {"type": "ingress", "fromPort": 988, "toPort": 988,
+                                                     "cidrBlocks": ["0.0.0.0/0"]}),
+    ("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule", {"fromPort": 443, "toPort": 443,
+                                                                   "cidrIpv4": "0.0.0.0/0"}),
+])
+def test_security_groups_open_to_the_internet_fail(typ, props):
+    found = _violations(security_groups_closed_to_internet, _resource(typ, props))
+    assert len(found) == 1 and found[0].startswith("The security group rule admits the whole internet: ports ")
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_shipped_security_groups_are_closed_to_the_internet(stack, request):
+    rendered = request.getfixturevalue(stack)
+    assert _violations(security_groups_closed_to_internet, *rendered.resources) == []

@@ -61,12 +61,10 @@ def test_render_prints_summary_with_gpu_pools(build):
 def test_secrets_never_reach_the_build_output(tmp_path):
     stack = (PROJECT_DIR / "Pulumi.dev.yaml").read_text() + \
         "  mlops-platform:unusedSecret:\n    secure: v1:c2VjcmV0LXZhbHVlLXRoYXQtbXVzdC1ub3QtbGVhaw==\n"
-    (PROJECT_DIR / "Pulumi.secret-test.yaml").write_text(stack)
-    try:
-        result = subprocess.run([sys.executable, "-m", "preview", "render", "secret-test", "--out", str(tmp_path)],
-                                cwd=PROJECT_DIR, capture_output=True, text=True)
-    finally:
-        (PROJECT_DIR / "Pulumi.secret-test.yaml").unlink()
+    stack_file = tmp_path / "Pulumi.secret.yaml"
+    stack_file.write_text(stack)
+    result = subprocess.run([sys.executable, "-m", "preview", "render", "secret", "--config", str(stack_file),
+                             "--out", str(tmp_path / "build")], cwd=PROJECT_DIR, capture_output=True, text=True)
     # An unknown key is still a config error, and the ciphertext is not echoed back.
     assert result.returncode == 2
     assert "unusedSecret: is not a known setting" in result.stderr

@@ -3,6 +3,8 @@ KServe / Knative / Kourier install they run on."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from components import catalog, labels, serving
@@ -137,6 +139,14 @@ def test_canary_rolls_the_new_version_out_to_its_share(variants):
     predictor = variants.obj("InferenceService", "fraud-model", "fraud-detection")["spec"]["predictor"]
     assert predictor["canaryTrafficPercent"] == 5
     assert predictor["model"]["storageUri"] == "s3://acme-ml-models-dev/fraud/v4"
+
+
+def test_the_serving_role_may_read_the_canary_version_too(variants):
+    role = variants.one("aws:iam/role:Role", "team-fraud-detection-serving")
+    policy = variants.one("aws:iam/rolePolicy:RolePolicy", "team-fraud-detection-serving-inline").inputs["policy"]
+    resources = {r for st in json.loads(policy)["Statement"] for r in
+                 ([st["Resource"]] if isinstance(st["Resource"], str) else st["Resource"])}
+    assert "arn:aws:s3:::acme-ml-models-dev/fraud/v4/*" in resources and role
 
 
 def test_gpu_model_asks_for_a_gpu_in_limits_tolerates_the_taint_and_targets_a_gpu_pool(variants):

@@ -423,5 +423,6 @@ def test_defaults_are_valid_and_private_ecr_hosts_are_accepted():
     config = raw("dev")
     config["supplyChain"]["allowedRegistries"] = ["763104351884.dkr.ecr.us-west-2.amazonaws.com/",
                                                   "registry.example.com:5000/ml/"]
+    config["training"] = {"enabled": False}   # its operator's images would need those registries allowed
     assert parse_config(config).supply_chain.allowed_registries[1] == "registry.example.com:5000/ml/"
     assert parse_config({"environment": "dev"}).supply_chain.admission_action == "Deny"

@@ -10,7 +10,8 @@ import pytest
 
 from components import labels
 from components.config import ConfigError, parse_config
-from components.endpoints import JUPYTERHUB_API, MLFLOW, NOTEBOOK_INGRESS, PRIORITY_CLASSES, SERVING_INGRESS
+from components.endpoints import (JUPYTERHUB_API, MLFLOW, NOTEBOOK_INGRESS, PRIORITY_CLASSES, PROMETHEUS,
+                                  SERVING_INGRESS)
 from policies import netpol
 from policies.netpol import EGRESS, INGRESS, Peer, Port, Reach
 from preview.aws_mocks import S3_PREFIX_LISTS
@@ -162,9 +163,20 @@ def test_notebooks_accept_connections_from_the_hub_and_proxy_only(dev):
 
 
 def test_inference_pods_accept_the_serving_gateway_only_and_reach_s3_sts_and_dns(dev):
+    # Besides the gateway, Prometheus (components/observability.py) may scrape the queue-proxy's request metrics, on
+    # that port only: the latency and error-rate alerts and the models dashboard read them.
+    scrape = {Reach(Peer.pods_in(PROMETHEUS.source.namespace, PROMETHEUS.source.pod_labels), Port("TCP", port))
+              for port in PROMETHEUS.inference_ports}
     assert reach(policies(dev), "fraud-detection", "inference", INGRESS) == \
-        {Reach(Peer.pods_in(s.namespace, s.pod_labels)) for s in SERVING_INGRESS}
+        {Reach(Peer.pods_in(s.namespace, s.pod_labels)) for s in SERVING_INGRESS} | scrape
     assert reach(policies(dev), "fraud-detection", "inference") == DNS | s3("us-west-2") | sts(dev)
+
+
+def test_prometheus_reaches_no_team_pod_but_the_inference_metrics_port(dev):
+    prometheus = Peer.pods_in(PROMETHEUS.source.namespace, PROMETHEUS.source.pod_labels)
+    for kind in POD_KINDS:
+        from_prometheus = {r for r in reach(policies(dev), "fraud-detection", kind, INGRESS) if r.peer == prometheus}
+        assert from_prometheus == ({Reach(prometheus, Port("TCP", 9091))} if kind == "inference" else set()), kind
 
 
 def test_unlabelled_pods_reach_dns_only_and_accept_nothing(dev):
@@ -325,7 +337,7 @@ def test_a_team_with_only_a_name_and_gpu_quota_is_a_complete_isolated_tenant():
                                                                                         "serving"}
     assert {p["metadata"]["name"] for p in rendered.objects("NetworkPolicy", ns)} == {
         "default-deny", "allow-dns", "training-egress", "training-peers", "notebook-egress", "notebook-ingress",
-        "inference-ingress", "inference-egress"}
+        "inference-ingress", "inference-egress", "inference-metrics-ingress"}   # the last: Prometheus, port 9091
     assert isolation_problems(policies(rendered), ns, "us-west-2") == []
     assert reach(policies(rendered), ns, "training") == expected_training(rendered, config, ns)
     team = rendered.one("mlops:tenancy:Team", f"team-{ns}")

@@ -1,0 +1,306 @@
+"""The Kubeflow training operator v1 (PyTorchJob, TFJob, MPIJob), and what a team's training job needs.
+
+How it is installed (so a real `pulumi up` applies it and the offline preview shows it):
+- the three CRDs come from the release's own files at the pinned tag, as one `yaml/v2` ConfigGroup of their URLs
+  (kubeflow/trainer `v1.9.4`, `manifests/base/crds/kubeflow.org_<kind>s.yaml`): the provider fetches them at
+  `pulumi up`; offline the ConfigGroup shows the URLs. They are large, which is why the provider's server-side apply
+  (its default) is needed. The objects this program renders of these kinds are validated against the same files'
+  schemas (shared schemas, tests);
+- the controller is declared here with typed resources, transcribed from the release's standalone overlay
+  (`manifests/overlays/standalone` at v1.9.4: namespace `kubeflow`, ServiceAccount, ClusterRole, Secret, Service,
+  Deployment, ValidatingWebhookConfiguration), so every object is in the preview and checked by the policy pack.
+  Differences from upstream: only the three job kinds are enabled (`--enable-scheme`), the images the operator puts
+  into team pods are pinned and from allowed registries (`training.initContainerImage`,
+  `training.mpiKubectlDeliveryImage`; upstream's defaults are `alpine:3.22` and an unpinned kubectl-delivery),
+  the controller runs on the system nodes with resource requests and a restricted security context.
+  The operator generates its webhook certificate into the Secret and its CA into the webhook configuration at start
+  (cert-controller); Pulumi ignores those two fields.
+
+Per team (`TeamAccess` from tenancy): a ConfigMap `training-job-defaults` with the pod template a job's replicas
+use (the spot training pool's node selector, the GPU toleration, the `job-type: training` label the team's egress
+NetworkPolicies key on, the team's `training` service account, priority class `mlops-training`), the same
+template `examples/pytorchjob.yaml` is rendered from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+import yaml
+
+from components import labels
+from components.config import GpuPool, TrainingConfig
+from components.endpoints import PRIORITY_CLASSES, ClusterAccess, TeamAccess
+
+# ---- pinned versions, in one place
+TRAINING_OPERATOR_VERSION = "v1.9.4"
+OPERATOR_IMAGE = f"docker.io/kubeflow/training-operator:{TRAINING_OPERATOR_VERSION}"
+CRD_URL = "https://raw.githubusercontent.com/kubeflow/trainer/{version}/manifests/base/crds/kubeflow.org_{plural}.yaml"
+# scheme flag -> (kind, plural, webhook path or None). The v1.9 operator validates PyTorchJob and TFJob by webhook;
+# MPIJob v1 has no validating webhook.
+JOB_KINDS = {
+    "pytorchjob": ("PyTorchJob", "pytorchjobs", "/validate-kubeflow-org-v1-pytorchjob"),
+    "tfjob": ("TFJob", "tfjobs", "/validate-kubeflow-org-v1-tfjob"),
+    "mpijob": ("MPIJob", "mpijobs", None),
+}
+
+NAMESPACE = "kubeflow"
+NAME = "training-operator"
+SELECTOR = {"control-plane": "kubeflow-training-operator"}
+WEBHOOK_SECRET = "training-operator-webhook-cert"
+WEBHOOK_CONFIGURATION = "validator.training-operator.kubeflow.org"   # the name the operator's cert-controller patches
+WEBHOOK_PORT = 9443
+METRICS_PORT = 8080
+HEALTH_PORT = 8081
+DEFAULTS_CONFIGMAP = "training-job-defaults"
+SYSTEM_NODES = {"kubernetes.io/os": "linux", labels.NODE_ROLE: "system"}
+NAMESPACE_LABELS = {
+    "pod-security.kubernetes.io/enforce": "restricted",
+    "pod-security.kubernetes.io/warn": "restricted",
+    "pod-security.kubernetes.io/audit": "restricted",
+}
+RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
+ALL = ["create", "delete", "get", "list", "patch", "update", "watch"]
+# The v1.9.4 ClusterRole (manifests/base/rbac/role.yaml, generated from the controller's kubebuilder markers).
+JOB_PLURALS = ["jaxjobs", "mpijobs", "paddlejobs", "pytorchjobs", "tfjobs", "xgboostjobs"]
+CLUSTER_ROLE_RULES = [
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ALL},
+    {"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create"]},
+    {"apiGroups": [""], "resources": ["services"], "verbs": ["create", "delete", "get", "list", "watch"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ALL},
+    {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create", "list", "update", "watch"]},
+    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "update", "watch"]},
+    {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["create", "get", "list", "watch"]},
+    {"apiGroups": ["kubeflow.org"],
+     "resources": [f"{p}{s}" for p in JOB_PLURALS for s in ("", "/status", "/finalizers")], "verbs": ALL},
+    {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles", "rolebindings"],
+     "verbs": ["create", "list", "update", "watch"]},
+    {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"], "verbs": ALL},
+    {"apiGroups": ["scheduling.volcano.sh"], "resources": ["podgroups"], "verbs": ALL},
+    {"apiGroups": ["scheduling.x-k8s.io"], "resources": ["podgroups"], "verbs": ALL},
+    {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ALL},
+    {"apiGroups": ["admissionregistration.k8s.io"], "resources": ["validatingwebhookconfigurations"],
+     "verbs": ["get", "list", "update", "watch"]},
+]
+
+
+@dataclass(frozen=True)
+class TrainingArgs:
+    config: TrainingConfig
+    access: ClusterAccess
+    pool: GpuPool                                   # config.training_pool: where jobs run by default
+    team_access: list[TeamAccess] = field(default_factory=list)
+    priority_class: str = PRIORITY_CLASSES.training
+
+
+class Training(pulumi.ComponentResource):
+    namespace: str
+    version: str
+    crd_urls: list[str]
+    pool: str
+    job_defaults: list[str]                         # "<namespace>/training-job-defaults"
+
+    def __init__(self, name: str, args: TrainingArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("mlops:training:Training", name, None, opts)
+        cfg, provider = args.config, args.access.provider
+
+        def after(*deps: pulumi.Resource, **kw: Any) -> pulumi.ResourceOptions:
+            return pulumi.ResourceOptions(parent=self, provider=provider, depends_on=list(deps), **kw)
+
+        namespace = k8s.core.v1.Namespace(
+            f"{name}-namespace", metadata=k8s.meta.v1.ObjectMetaArgs(name=NAMESPACE, labels=dict(NAMESPACE_LABELS)),
+            opts=after(*args.access.depends_on))
+        crds = [k8s.yaml.v2.ConfigGroup(f"{name}-crds", files=list(crd_urls().values()),
+                                        opts=after(*args.access.depends_on))]
+
+        meta = k8s.meta.v1.ObjectMetaArgs(name=NAME, namespace=NAMESPACE, labels=dict(SELECTOR))
+        account = k8s.core.v1.ServiceAccount(f"{name}-account", metadata=meta, opts=after(namespace))
+        role = k8s.rbac.v1.ClusterRole(f"{name}-role", metadata=k8s.meta.v1.ObjectMetaArgs(name=NAME),
+                                       rules=CLUSTER_ROLE_RULES, opts=after(*crds))
+        binding = k8s.rbac.v1.ClusterRoleBinding(
+            f"{name}-role", metadata=k8s.meta.v1.ObjectMetaArgs(name=NAME),
+            role_ref=k8s.rbac.v1.RoleRefArgs(api_group="rbac.authorization.k8s.io", kind="ClusterRole", name=NAME),
+            subjects=[k8s.rbac.v1.SubjectArgs(kind="ServiceAccount", name=NAME, namespace=NAMESPACE)],
+            opts=after(role, account))
+        # Filled by the operator's cert-controller at start (certificate and key); Pulumi leaves the data alone.
+        secret = k8s.core.v1.Secret(
+            f"{name}-webhook-cert", metadata=k8s.meta.v1.ObjectMetaArgs(name=WEBHOOK_SECRET, namespace=NAMESPACE),
+            type="Opaque", opts=after(namespace, ignore_changes=["data", "stringData"]))
+        service = k8s.core.v1.Service(f"{name}-service", metadata=meta, spec=service_spec(), opts=after(namespace))
+        deployment = k8s.apps.v1.Deployment(
+            f"{name}-controller", metadata=meta, spec=deployment_spec(cfg),
+            opts=after(*crds, binding, secret, service))
+        k8s.admissionregistration.v1.ValidatingWebhookConfiguration(
+            f"{name}-webhooks", metadata=k8s.meta.v1.ObjectMetaArgs(name=WEBHOOK_CONFIGURATION),
+            webhooks=webhooks(),
+            opts=after(deployment, ignore_changes=["webhooks[*].clientConfig.caBundle"]))
+
+        # ---- per team: the pod template of a training job's replicas
+        self.job_defaults = []
+        for team in args.team_access:
+            k8s.core.v1.ConfigMap(
+                f"{name}-{team.name}-defaults",
+                metadata=k8s.meta.v1.ObjectMetaArgs(name=DEFAULTS_CONFIGMAP, namespace=team.namespace,
+                                                    labels={labels.TEAM: team.name}),
+                data=job_defaults_data(team, args.pool, args.priority_class),
+                opts=after(team.namespace_resource))
+            self.job_defaults.append(f"{team.namespace}/{DEFAULTS_CONFIGMAP}")
+
+        self.namespace = NAMESPACE
+        self.version = TRAINING_OPERATOR_VERSION
+        self.crd_urls = list(crd_urls().values())
+        self.pool = args.pool.name
+        self.register_outputs({
+            "namespace": self.namespace,
+            "version": self.version,
+            "crd_urls": self.crd_urls,
+            "pool": self.pool,
+            "job_defaults": self.job_defaults,
+        })
+
+
+# ---------------------------------------------------------------------------------------------------
+# Pure builders (tests, the example and the policy pack read the same shapes)
+
+
+def crd_urls(version: str = TRAINING_OPERATOR_VERSION) -> dict[str, str]:
+    return {scheme: CRD_URL.format(version=version, plural=plural) for scheme, (_, plural, _) in JOB_KINDS.items()}
+
+
+def service_spec() -> dict[str, Any]:
+    return {
+        "selector": dict(SELECTOR),
+        "ports": [{"name": "monitoring-port", "port": METRICS_PORT, "targetPort": METRICS_PORT, "protocol": "TCP"},
+                  {"name": "webhook-server", "port": 443, "targetPort": WEBHOOK_PORT, "protocol": "TCP"}],
+    }
+
+
+def controller_args(cfg: TrainingConfig) -> list[str]:
+    args = [f"--enable-scheme={scheme}" for scheme in JOB_KINDS]
+    args += [f"--pytorch-init-container-image={cfg.init_container_image}",
+             f"--mpi-kubectl-delivery-image={cfg.mpi_kubectl_delivery_image}",
+             f"--webhook-server-port={WEBHOOK_PORT}"]
+    if cfg.controller_replicas > 1:
+        args.append("--leader-elect")
+    return args
+
+
+def deployment_spec(cfg: TrainingConfig) -> dict[str, Any]:
+    probe = {"initialDelaySeconds": 15, "periodSeconds": 20, "timeoutSeconds": 3}
+    return {
+        "replicas": cfg.controller_replicas,
+        "selector": {"matchLabels": dict(SELECTOR)},
+        "template": {
+            "metadata": {"labels": dict(SELECTOR), "annotations": {"sidecar.istio.io/inject": "false"}},
+            "spec": {
+                "serviceAccountName": NAME,
+                "nodeSelector": dict(SYSTEM_NODES),
+                "terminationGracePeriodSeconds": 10,
+                # The image's default user is root (distroless/static); the controller needs no file writes.
+                "securityContext": {"runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532,
+                                    "seccompProfile": {"type": "RuntimeDefault"}},
+                "containers": [{
+                    "name": NAME,
+                    "image": OPERATOR_IMAGE,
+                    "command": ["/manager"],
+                    "args": controller_args(cfg),
+                    "env": [{"name": "MY_POD_NAMESPACE",
+                             "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+                            {"name": "MY_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+                    "ports": [{"containerPort": METRICS_PORT, "name": "metrics", "protocol": "TCP"},
+                              {"containerPort": WEBHOOK_PORT, "name": "webhook-server", "protocol": "TCP"}],
+                    "livenessProbe": {"httpGet": {"path": "/healthz", "port": HEALTH_PORT}, **probe},
+                    "readinessProbe": {"httpGet": {"path": "/readyz", "port": HEALTH_PORT},
+                                       **probe, "initialDelaySeconds": 10, "periodSeconds": 15},
+                    "resources": RESOURCES,
+                    "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+                    "volumeMounts": [{"name": "cert", "mountPath": "/tmp/k8s-webhook-server/serving-certs",
+                                      "readOnly": True}],
+                }],
+                "volumes": [{"name": "cert", "secret": {"secretName": WEBHOOK_SECRET, "defaultMode": 420}}],
+            },
+        },
+    }
+
+
+def webhooks() -> list[dict[str, Any]]:
+    return [{
+        "name": f"validator.{scheme}.training-operator.kubeflow.org",
+        "admissionReviewVersions": ["v1"],
+        "clientConfig": {"service": {"name": NAME, "namespace": NAMESPACE, "path": path, "port": 443}},
+        "failurePolicy": "Fail",
+        "sideEffects": "None",
+        "rules": [{"apiGroups": ["kubeflow.org"], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
+                   "resources": [plural]}],
+    } for scheme, (_, plural, path) in JOB_KINDS.items() if path]
+
+
+def job_pod_template(team: TeamAccess, pool: GpuPool, priority_class: str, image: str, command: list[str],
+                     gpus: int = 1, cpu: str = "3", memory: str = "12Gi",
+                     datasets: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A training replica's pod template: the team's `training` identity and label, the GPU pool, its taint, and a
+    read-only mount of each dataset claim (`dataset-<name>`, tenancy) at `/datasets/<name>`."""
+    resource = next(iter(pool.resources))
+    template: dict[str, Any] = {
+        "metadata": {"labels": {labels.JOB_TYPE: "training", labels.TEAM: team.name}},
+        "spec": {
+            "serviceAccountName": team.training_service_account,
+            "priorityClassName": priority_class,
+            "nodeSelector": {labels.NODE_POOL: pool.name, labels.GPU_TYPE: pool.gpu_type},
+            "tolerations": [{"key": labels.GPU_TAINT["key"], "operator": "Equal", "value": labels.GPU_TAINT["value"],
+                             "effect": labels.GPU_TAINT["effect"]}],
+            "containers": [{
+                "name": "pytorch",            # the PyTorchJob controller looks for a container of this name
+                "image": image,
+                "command": list(command),
+                "resources": {"requests": {"cpu": cpu, "memory": memory, resource: gpus},
+                              "limits": {"memory": memory, resource: gpus}},
+            }],
+        },
+    }
+    if datasets:
+        template["spec"]["containers"][0]["volumeMounts"] = [
+            {"name": f"dataset-{d}", "mountPath": f"/datasets/{d}", "readOnly": True} for d in datasets]
+        template["spec"]["volumes"] = [
+            {"name": f"dataset-{d}", "persistentVolumeClaim": {"claimName": f"dataset-{d}", "readOnly": True}}
+            for d in datasets]
+    return template
+
+
+def job_defaults_data(team: TeamAccess, pool: GpuPool, priority_class: str) -> dict[str, str]:
+    template = job_pod_template(team, pool, priority_class, image="<your image>", command=["<your command>"])
+    return {
+        "pool": pool.name,
+        "gpuType": pool.gpu_type,
+        "capacityTypes": ",".join(pool.capacity_types),
+        "gpuResource": next(iter(pool.resources)),
+        "serviceAccount": team.training_service_account,
+        "priorityClass": priority_class,
+        "podTemplate.yaml": yaml.safe_dump(template, sort_keys=False),
+    }
+
+
+def example_pytorchjob(team: TeamAccess, pool: GpuPool, image: str, workers: int = 1, name: str = "fraud-train",
+                       dataset: str = "transactions",
+                       priority_class: str = PRIORITY_CLASSES.training) -> dict[str, Any]:
+    """The example PyTorchJob (`examples/pytorchjob.yaml`): one master and `workers` workers, one GPU each, on the
+    spot training pool; torchrun reads the rendezvous settings the operator sets (MASTER_ADDR, WORLD_SIZE, ...)."""
+    command = ["sh", "-c", f"dvc pull -r platform && torchrun train.py --data /datasets/{dataset}"]
+
+    def template() -> dict[str, Any]:
+        return job_pod_template(team, pool, priority_class, image, command, datasets=(dataset,))
+    return {
+        "apiVersion": "kubeflow.org/v1",
+        "kind": "PyTorchJob",
+        "metadata": {"name": name, "namespace": team.namespace, "labels": {labels.TEAM: team.name}},
+        "spec": {
+            "runPolicy": {"cleanPodPolicy": "None", "backoffLimit": 3, "ttlSecondsAfterFinished": 86400},
+            "pytorchReplicaSpecs": {
+                "Master": {"replicas": 1, "restartPolicy": "OnFailure", "template": template()},
+                "Worker": {"replicas": workers, "restartPolicy": "OnFailure", "template": template()},
+            },
+        },
+    }

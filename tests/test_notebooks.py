@@ -1,0 +1,430 @@
+"""JupyterHub: the rendered chart values (against the chart's own schema), GPU profiles (limit, toleration, pool,
+idle timeout), culling, team namespaces and visibility, home volumes, the hub's RBAC, the client secret, and the
+`notebooks` config rules with their key paths."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import jsonschema
+import pytest
+import yaml
+
+from components import labels
+from components.config import ConfigError, duration_seconds, notebook_profiles, parse_config
+from components.endpoints import JUPYTERHUB_API, NOTEBOOK_INGRESS, PodSource, ServiceEndpoint
+from components.notebooks import (
+    CPU_IMAGE,
+    GPU_IMAGE,
+    HUB_SERVICE_ACCOUNT,
+    JUPYTERHUB_CHART,
+    NAMESPACE,
+    OAUTH_SECRET,
+    SPAWNER_ROLE,
+    check_endpoints,
+)
+from policies.notebooks import SERVER_SHUTDOWN, server_arg
+from preview import engine, render
+from tests.conftest import run_config, stack_yaml
+
+STACKS = ["dev", "prod"]
+GPU_RESOURCES = ("nvidia.com/gpu", "nvidia.com/gpu.shared")
+
+
+def _raw(stack: str) -> dict:
+    """The stack's config as the program gets it offline (`secure:` values replaced by the placeholder)."""
+    return {k.split(":", 1)[1]: v for k, v in stack_yaml(stack).items() if k.startswith("mlops-platform:")}
+
+
+def _config(stack: str, **changes):
+    raw = _raw(stack)
+    raw.update(changes)
+    return parse_config(raw)
+
+
+def _deep_merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _pool_labels(rendered) -> set[tuple[str, str, str]]:
+    """(node-pool, gpu-type, sharing) of every GPU pool the stack declares: NodePools and managed node groups."""
+    pools = set()
+    for pool in rendered.objects("NodePool"):
+        node_labels = pool["spec"]["template"]["metadata"]["labels"]
+        if labels.GPU_TYPE in node_labels:
+            pools.add((node_labels[labels.NODE_POOL], node_labels[labels.GPU_TYPE], node_labels[labels.GPU_SHARING]))
+    for group in rendered.of_type("aws:eks/nodeGroup:NodeGroup"):
+        node_labels = group.inputs.get("labels") or {}
+        if labels.GPU_TYPE in node_labels:
+            pools.add((node_labels[labels.NODE_POOL], node_labels[labels.GPU_TYPE], "none"))
+    return pools
+
+
+# ---- the chart and its values ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_values_validate_against_the_chart_schema(stack, request, schemas_dir):
+    values = request.getfixturevalue(stack).helm("jupyterhub")["values"]
+    schema = json.loads((schemas_dir / "values/jupyterhub/values.schema.json").read_text())
+    defaults = yaml.safe_load((schemas_dir / "values/jupyterhub/values.yaml").read_text())
+    validator = jsonschema.Draft7Validator(schema)
+    # Helm validates the chart's defaults merged with the release's values.
+    assert [e.message for e in validator.iter_errors(_deep_merge(defaults, values))] == []
+    broken = _deep_merge(defaults, {**values, "cull": {**values["cull"], "timeout": "1h"}})
+    assert list(validator.iter_errors(broken)), "the schema check must be able to fail"
+    assert list(validator.iter_errors(_deep_merge(defaults, {"hub": {"culler": True}})))
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_chart_pinned_in_its_own_namespace(stack, request):
+    r = request.getfixturevalue(stack)
+    release = r.helm("jupyterhub")
+    assert release["version"] == JUPYTERHUB_CHART["version"] == "4.4.0"
+    assert release["repositoryOpts"]["repo"] == "https://hub.jupyter.org/helm-chart/"
+    assert release["namespace"] == NAMESPACE == JUPYTERHUB_API.namespace
+    ns = r.obj("Namespace", NAMESPACE)
+    assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "baseline"
+    values = release["values"]
+    assert values["proxy"]["service"]["type"] == "ClusterIP"
+    assert values["prePuller"]["hook"]["enabled"] is False and values["prePuller"]["continuous"]["enabled"] is False
+
+
+# ---- GPU profiles ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_each_gpu_profile_has_limit_toleration_pool_and_gpu_idle_timeout(stack, request):
+    r = request.getfixturevalue(stack)
+    values = r.helm("jupyterhub")["values"]
+    culling = _config(stack).notebooks.culling
+    gpu_idle, gpu_max_age = duration_seconds(culling.gpu_idle_timeout), duration_seconds(culling.gpu_max_age)
+    pools = _pool_labels(r)
+    gpu = [p for p in values["singleuser"]["profileList"] if p["kubespawner_override"].get("extra_resource_limits")]
+    assert len(gpu) >= 1, "the stacks offer GPU profiles"
+    for profile in gpu:
+        o = profile["kubespawner_override"]
+        ((resource, units),) = o["extra_resource_limits"].items()
+        assert resource in GPU_RESOURCES or resource.startswith(labels.MIG_RESOURCE_PREFIX)
+        assert units == 1 and o["extra_resource_guarantees"] == o["extra_resource_limits"]
+        assert {"key": "nvidia.com/gpu", "operator": "Equal", "value": "true", "effect": "NoSchedule"} \
+            in o["tolerations"]
+        selector = o["node_selector"]
+        matching = [p for p in pools if p[0] == selector[labels.NODE_POOL] and p[1] == selector[labels.GPU_TYPE]]
+        assert matching, f"{profile['slug']} selects {selector}, which no GPU pool of the stack carries"
+        sharing = matching[0][2]
+        assert (resource == "nvidia.com/gpu.shared") == (sharing == "time-slicing")
+        assert resource.startswith(labels.MIG_RESOURCE_PREFIX) == (sharing == "mig")
+        # the shorter GPU idle timeout, inside the server, and a hard maximum age
+        assert server_arg(o["args"], SERVER_SHUTDOWN) == gpu_idle
+        assert server_arg(o["args"], "MappingKernelManager.cull_idle_timeout") == gpu_idle
+        assert "--MappingKernelManager.cull_connected=True" in o["args"]
+        assert o["extra_pod_config"]["activeDeadlineSeconds"] == gpu_max_age
+        assert o["image"] == ":".join(GPU_IMAGE.values())
+    assert gpu_idle < duration_seconds(culling.idle_timeout)
+
+
+def _profiles_of(run) -> dict[str, dict]:
+    (release,) = [r for r in render.helm_releases(run) if r.inputs["name"] == "jupyterhub"]
+    return {p["slug"]: p["kubespawner_override"] for p in release.inputs["values"]["singleuser"]["profileList"]}
+
+
+def test_dev_offers_the_seed_profiles():
+    config = stack_yaml("dev")
+    config["mlops-platform:teams"][0]["notebookProfiles"] = ["cpu", "t4", "t4-shared"]
+    profiles = _profiles_of(run_config(config))
+    cpu, t4 = profiles["fraud-detection-cpu"], profiles["fraud-detection-t4"]
+    assert (cpu["cpu_guarantee"], cpu["mem_guarantee"]) == (2, "4G") and "extra_resource_limits" not in cpu
+    assert cpu["image"] == ":".join(CPU_IMAGE.values()) and cpu["tolerations"] == []
+    assert (t4["cpu_guarantee"], t4["mem_guarantee"], t4["extra_resource_limits"]) == (4, "16G", {"nvidia.com/gpu": 1})
+    assert t4["node_selector"] == {labels.GPU_TYPE: "t4", labels.NODE_POOL: "training"}   # fits g4dn.2xlarge only
+    assert profiles["fraud-detection-t4-shared"]["extra_resource_limits"] == {"nvidia.com/gpu.shared": 1}
+    assert profiles["fraud-detection-t4-shared"]["node_selector"][labels.NODE_POOL] == "inference"
+
+
+def test_prod_offers_mig_and_time_sliced_profiles(prod):
+    profile_list = prod.helm("jupyterhub")["values"]["singleuser"]["profileList"]
+    profiles = {p["slug"]: p["kubespawner_override"] for p in profile_list}
+    assert profiles["fraud-detection-mig-1g-10gb"]["extra_resource_limits"] == {"nvidia.com/mig-1g.10gb": 1}
+    assert profiles["fraud-detection-mig-1g-10gb"]["node_selector"][labels.NODE_POOL] == "inference-mig"
+    assert profiles["fraud-detection-l4-shared"]["extra_resource_limits"] == {"nvidia.com/gpu.shared": 1}
+    assert profiles["fraud-detection-a10g"]["node_selector"][labels.NODE_POOL] == "a10g-inference"
+
+
+# ---- culling -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_culling_is_on_with_the_config_timeouts(stack, request):
+    values = request.getfixturevalue(stack).helm("jupyterhub")["values"]
+    culling = _config(stack).notebooks.culling
+    cull = values["cull"]
+    assert cull["enabled"] is True
+    assert cull["timeout"] == duration_seconds(culling.idle_timeout)
+    assert cull["maxAge"] == duration_seconds(culling.max_age) > 0
+    assert cull["every"] == duration_seconds(culling.every)
+    for profile in values["singleuser"]["profileList"]:     # kernels are culled inside every server too
+        args = profile["kubespawner_override"]["args"]
+        assert 0 < server_arg(args, "MappingKernelManager.cull_idle_timeout") <= cull["timeout"]
+        assert 0 < server_arg(args, SERVER_SHUTDOWN) <= cull["timeout"]
+
+
+def test_culling_is_on_with_default_config():
+    config = stack_yaml("dev")
+    del config["mlops-platform:notebooks"]
+    run = run_config(config)
+    (release,) = [r for r in render.helm_releases(run) if r.inputs["name"] == "jupyterhub"]
+    assert release.inputs["values"]["cull"]["enabled"] is True
+    assert release.inputs["values"]["cull"]["timeout"] == 8 * 3600
+    t4 = next(p for p in release.inputs["values"]["singleuser"]["profileList"] if p["slug"] == "fraud-detection-t4")
+    assert server_arg(t4["kubespawner_override"]["args"], SERVER_SHUTDOWN) == 3600
+
+
+# ---- teams: namespaces, visibility, quotas --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_user_pods_land_in_the_team_namespace_with_team_labels(stack, request):
+    values = request.getfixturevalue(stack).helm("jupyterhub")["values"]
+    assert values["singleuser"]["serviceAccountName"] == "notebook"
+    assert values["singleuser"]["cloudMetadata"]["blockWithIptables"] is False    # Pod Security baseline
+    for profile in values["singleuser"]["profileList"]:
+        o = profile["kubespawner_override"]
+        team = o["namespace"]
+        assert profile["slug"].startswith(f"{team}-")
+        assert o["extra_labels"][labels.JOB_TYPE] == "notebook" and o["extra_labels"][labels.TEAM] == team
+        assert o["extra_pod_config"]["priorityClassName"] == "mlops-notebook"
+    assert values["hub"]["config"]["KubeSpawner"]["enable_user_namespaces"] is True
+    snippet = values["hub"]["extraConfig"]["00-team-profiles.py"]
+    assert "c.KubeSpawner.profile_list = _team_profiles" in snippet
+    assert "c.JupyterHub.spawner_class = TeamNamespaceSpawner" in snippet
+    compile(snippet, "00-team-profiles.py", "exec")        # the hub would fail to start on a syntax error
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_a_team_sees_only_the_profiles_its_config_allows(stack, request):
+    values = request.getfixturevalue(stack).helm("jupyterhub")["values"]
+    groups = values["custom"]["mlops"]["profileGroups"]
+    by_team: dict[str, set[str]] = {}
+    for p in values["singleuser"]["profileList"]:
+        team = p["kubespawner_override"]["namespace"]
+        by_team.setdefault(team, set()).add(p["slug"][len(team) + 1:])
+        assert groups[p["slug"]] == [f"team:{team}"]         # only the team's group sees it
+    for team in stack_yaml(stack)["mlops-platform:teams"]:
+        assert by_team[team["name"]] == set(team.get("notebookProfiles", ["cpu"]))
+    assert values["custom"]["mlops"]["namespaceGroups"] == {t: f"team:{t}" for t in by_team}
+
+
+def test_team_group_override(dev):
+    config = stack_yaml("dev")
+    config["mlops-platform:notebooks"]["teamGroups"] = {"fraud-detection": "acme:fraud"}
+    config["mlops-platform:notebooks"]["auth"]["dummyUsers"] = {"alice": ["fraud-detection"]}
+    run = run_config(config)
+    (release,) = [r for r in render.helm_releases(run) if r.inputs["name"] == "jupyterhub"]
+    values = release.inputs["values"]
+    assert values["custom"]["mlops"]["profileGroups"]["fraud-detection-cpu"] == ["acme:fraud"]
+    assert values["hub"]["config"]["JupyterHub"]["load_groups"]["acme:fraud"] == {"users": ["alice"]}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_hub_may_spawn_only_into_team_namespaces(stack, request):
+    r = request.getfixturevalue(stack)
+    teams = [t["name"] for t in stack_yaml(stack)["mlops-platform:teams"]]
+    for team in teams:
+        role = r.obj("Role", SPAWNER_ROLE, team)
+        assert {res for rule in role["rules"] for res in rule["resources"]} == {"pods", "persistentvolumeclaims",
+                                                                               "events"}
+        binding = r.obj("RoleBinding", SPAWNER_ROLE, team)
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": HUB_SERVICE_ACCOUNT, "namespace": NAMESPACE}]
+    watch = r.obj("ClusterRole", "jupyterhub-watch")
+    assert {v for rule in watch["rules"] for v in rule["verbs"]} == {"get", "list", "watch"}
+    assert not [x for x in r.objects("Role") if x["metadata"]["name"] == SPAWNER_ROLE
+                and x["metadata"]["namespace"] not in teams]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_home_volumes_are_dynamic_gp3(stack, request):
+    r = request.getfixturevalue(stack)
+    storage = r.helm("jupyterhub")["values"]["singleuser"]["storage"]
+    assert storage["type"] == "dynamic" and storage["dynamic"]["storageClass"] == "gp3"
+    assert storage["capacity"] == f"{_config(stack).notebooks.home_gib}Gi"
+    assert r.obj("StorageClass", "gp3")["parameters"]["type"] == "gp3"
+
+
+def test_team_network_policies_admit_this_hub(dev):
+    check_endpoints(JUPYTERHUB_API, NOTEBOOK_INGRESS)
+    with pytest.raises(ValueError, match="JUPYTERHUB_API"):
+        check_endpoints(ServiceEndpoint("hub", {"app": "jupyterhub", "component": "hub"}, 8081, "http://x"),
+                        NOTEBOOK_INGRESS)
+    with pytest.raises(ValueError, match="NOTEBOOK_INGRESS"):
+        check_endpoints(JUPYTERHUB_API, (PodSource("jupyterhub", {"app": "jupyterhub", "component": "hub"}),))
+    ingress = dev.obj("NetworkPolicy", "notebook-ingress", "fraud-detection")["spec"]["ingress"][0]["from"]
+    assert {(p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+             p["podSelector"]["matchLabels"]["component"]) for p in ingress} == {(NAMESPACE, "hub"),
+                                                                                   (NAMESPACE, "proxy")}
+    hub_rule = dev.helm("jupyterhub")["values"]["hub"]["networkPolicy"]["ingress"][0]
+    assert hub_rule["from"][0]["podSelector"]["matchLabels"] == {labels.JOB_TYPE: "notebook"}
+    assert hub_rule["ports"] == [{"port": JUPYTERHUB_API.port, "protocol": "TCP"}]
+
+
+# ---- authentication and the client secret ---------------------------------------------------------------------
+
+
+def test_prod_authenticates_with_oidc_and_reads_the_secret_from_a_secret(prod):
+    values = prod.helm("jupyterhub")["values"]
+    assert values["hub"]["config"]["JupyterHub"]["authenticator_class"] == "generic-oauth"
+    oauth = values["hub"]["config"]["GenericOAuthenticator"]
+    assert "client_secret" not in oauth and oauth["manage_groups"] is True
+    assert set(oauth["allowed_groups"]) >= {"team:fraud-detection", "team:recommendations", "team:forecasting"}
+    assert values["hub"]["extraEnv"]["OAUTH_CLIENT_SECRET"] == {
+        "valueFrom": {"secretKeyRef": {"name": OAUTH_SECRET, "key": "client-secret"}}}
+
+
+def test_client_secret_never_appears_in_clear_in_the_build_output(prod, tmp_path):
+    # The program is handed the offline placeholder for the `secure:` value (so a leak would show it) ...
+    config, secret_keys = engine.read_stack_config(engine.stack_file("prod"))
+    assert json.loads(config["mlops-platform:notebooks"])["auth"]["clientSecret"] == engine.OFFLINE_SECRET
+    assert "mlops-platform:notebooks" in secret_keys
+    # ... and writes it nowhere.
+    render.write(prod.run, tmp_path, [])
+    outputs = ["plan.json", "manifests.yaml", "summary.md", *(f"helm/{p.name}" for p in (tmp_path / "helm").iterdir())]
+    for output in outputs:
+        assert engine.OFFLINE_SECRET not in (tmp_path / output).read_text(), output
+    secret = prod.obj("Secret", OAUTH_SECRET, NAMESPACE)
+    assert secret["stringData"] == "[secret]"
+
+
+def test_the_secret_is_a_secret_even_when_not_marked_secure():
+    config = stack_yaml("prod")
+    config["mlops-platform:notebooks"]["auth"]["clientSecret"] = "plain-text-in-config"
+    run = run_config(config)
+    assert "plain-text-in-config" not in json.dumps(render.plan(run))
+
+
+def test_dev_uses_dummy_users_with_their_teams(dev):
+    config = dev.helm("jupyterhub")["values"]["hub"]["config"]
+    assert config["JupyterHub"]["authenticator_class"] == "dummy"
+    assert config["JupyterHub"]["load_groups"]["team:fraud-detection"] == {"users": ["alice"]}
+    assert not dev.objects("Secret", NAMESPACE)
+
+
+# ---- config rules --------------------------------------------------------------------------------------------
+
+
+def test_dummy_authenticator_is_refused_in_prod():
+    with pytest.raises(ConfigError, match=r"notebooks\.auth\.type: must not be 'dummy' in prod"):
+        _config("prod", notebooks={"auth": {"type": "dummy"}})
+
+
+def test_profile_naming_a_gpu_type_no_pool_offers_is_an_error():
+    with pytest.raises(ConfigError, match=r"notebooks\.profiles\[0\]\.gpu\.type: names GPU type 'h100-80gb'.*"
+                                          r"which no GPU pool offers"):
+        _config("dev", notebooks={"profiles": [{"name": "h100", "cpu": 4, "memoryGB": 16,
+                                                "gpu": {"type": "h100-80gb"}}]})
+    with pytest.raises(ConfigError, match=r"notebooks\.profiles\[0\]\.gpu\.type: names GPU type 't4' with sharing "
+                                          r"'mig'"):
+        _config("dev", notebooks={"profiles": [{"name": "x", "cpu": 1, "memoryGB": 4,
+                                                "gpu": {"type": "t4", "sharing": "mig", "migProfile": "1g.10gb"}}]})
+    with pytest.raises(ConfigError, match=r"notebooks\.profiles\[0\]\.gpu\.type: is not a GPU type"):
+        _config("dev", notebooks={"profiles": [{"name": "x", "cpu": 1, "memoryGB": 4, "gpu": {"type": "v100"}}]})
+
+
+def test_team_profile_must_exist_and_fit_the_quota():
+    teams = _raw("dev")["teams"]
+    teams[1]["notebookProfiles"] = ["cpu", "t4-tiny"]
+    with pytest.raises(ConfigError, match=r"teams\[1\]\.notebookProfiles\[1\]: names no notebook profile"):
+        _config("dev", teams=teams)
+    teams = _raw("dev")["teams"]
+    teams[1]["notebookProfiles"] = ["cpu", "t4x2"]
+    profile = {"name": "t4x2", "cpu": 4, "memoryGB": 16, "gpu": {"type": "t4", "count": 2}}
+    with pytest.raises(ConfigError, match=r"notebooks\.profiles\[0\]\.gpu\.count: exceeds the 1 GPUs"):
+        _config("dev", teams=teams, notebooks={"profiles": [profile]})
+    teams = _raw("dev")["teams"]
+    teams[1]["gpuQuota"] = 0
+    teams[1]["notebookProfiles"] = ["cpu", "t4"]
+    with pytest.raises(ConfigError, match=r"teams\[1\]\.notebookProfiles\[1\]: asks for 1 nvidia\.com/gpu per "
+                                          r"notebook, more than the team's quota of 0"):
+        _config("dev", teams=teams)
+
+
+def test_profiles_must_fit_a_node_of_their_pool():
+    with pytest.raises(ConfigError, match=r"notebooks\.profiles\[0\]\.cpu: 16 cores and 64 GB do not fit"):
+        _config("dev", notebooks={"profiles": [{"name": "t4", "cpu": 16, "memoryGB": 64, "gpu": {"type": "t4"}}]})
+    with pytest.raises(ConfigError, match=r"notebooks\.profiles\[0\]\.pool: names no GPU pool offering t4"):
+        _config("dev", notebooks={"profiles": [{"name": "t4", "cpu": 2, "memoryGB": 8, "gpu": {"type": "t4"},
+                                                "pool": "inference"}]})
+
+
+def test_a_configured_profile_replaces_the_generated_one():
+    cfg = _config("dev", notebooks={"profiles": [{"name": "t4", "displayName": "Small T4", "cpu": 2, "memoryGB": 8,
+                                                  "gpu": {"type": "t4"}, "pool": "t4"}]})
+    t4 = notebook_profiles(cfg)["t4"]
+    assert (t4.display_name, t4.cpu, t4.pool) == ("Small T4", 2, "t4")      # the managed node group, pinned
+
+
+def test_culling_timeouts_are_ordered():
+    with pytest.raises(ConfigError, match=r"notebooks\.culling: .*gpuIdleTimeout must not exceed idleTimeout"):
+        _config("dev", notebooks={"culling": {"idleTimeout": "1h", "gpuIdleTimeout": "2h"}})
+    with pytest.raises(ConfigError, match=r"notebooks\.culling\.gpuIdleTimeout: must match"):
+        _config("dev", notebooks={"culling": {"gpuIdleTimeout": "one hour"}})
+
+
+def test_oauth_settings_are_complete():
+    with pytest.raises(ConfigError, match=r"notebooks\.auth: .*type 'oidc' needs clientSecret"):
+        _config("prod", notebooks={"auth": {"type": "oidc", "clientId": "x",
+                                            "callbackUrl": "https://j.example/hub/oauth_callback"}})
+    with pytest.raises(ConfigError, match=r"notebooks\.auth: .*type 'github' needs allowedOrganizations"):
+        _config("prod", notebooks={"auth": {"type": "github", "clientId": "x", "clientSecret": "s",
+                                            "callbackUrl": "https://j.example/hub/oauth_callback"}})
+    with pytest.raises(ConfigError, match=r"notebooks\.auth\.callbackUrl: must be an https:// URL"):
+        _config("prod", notebooks={"auth": {"type": "github", "clientId": "x", "clientSecret": "s",
+                                            "callbackUrl": "http://j.example/cb", "allowedOrganizations": ["acme"]}})
+
+
+def test_github_groups_come_from_teams():
+    config = stack_yaml("prod")
+    config["mlops-platform:notebooks"]["auth"] = {
+        "type": "github", "clientId": "x", "clientSecret": "s", "allowedOrganizations": ["acme"],
+        "callbackUrl": "https://j.example/hub/oauth_callback"}
+    config["mlops-platform:notebooks"]["teamGroups"] = {"fraud-detection": "acme:fraud-detection"}
+    run = run_config(config)
+    (release,) = [r for r in render.helm_releases(run) if r.inputs["name"] == "jupyterhub"]
+    values = release.inputs["values"]
+    assert values["hub"]["config"]["GitHubOAuthenticator"]["allowed_organizations"] == ["acme"]
+    assert "auth_state_groups_key = _github_teams" in values["hub"]["extraConfig"]["10-github-teams.py"]
+    compile(values["hub"]["extraConfig"]["10-github-teams.py"], "10-github-teams.py", "exec")
+    assert values["custom"]["mlops"]["profileGroups"]["fraud-detection-cpu"] == ["acme:fraud-detection"]
+
+
+def test_team_groups_and_dummy_users_name_teams():
+    with pytest.raises(ConfigError, match=r"notebooks\.teamGroups\.nobody: names no team"):
+        _config("dev", notebooks={"teamGroups": {"nobody": "g"}})
+    with pytest.raises(ConfigError, match=r"notebooks\.auth\.dummyUsers\.carol\[0\]: names no team"):
+        _config("dev", notebooks={"auth": {"type": "dummy", "dummyUsers": {"carol": ["nobody"]}}})
+
+
+def test_profile_images_must_be_pinned_and_allowed():
+    with pytest.raises(ConfigError, match=r"notebooks\.profiles\[0\]\.image: must be pinned"):
+        _config("dev", notebooks={"profiles": [{"name": "r", "cpu": 1, "memoryGB": 2,
+                                                "image": "quay.io/jupyter/r-notebook:latest"}]})
+    with pytest.raises(ConfigError, match=r"notebooks\.profiles\[0\]\.image: is not from a registry"):
+        _config("dev", notebooks={"profiles": [{"name": "r", "cpu": 1, "memoryGB": 2,
+                                                "image": "docker.io/someone/notebook:1.0"}]})
+
+
+def test_notebooks_disabled_declares_no_hub():
+    config = stack_yaml("dev")
+    config["mlops-platform:notebooks"] = {"enabled": False}
+    run = run_config(config)
+    assert not [r for r in render.helm_releases(run) if r.inputs["name"] == "jupyterhub"]
+
+
+def test_a_generated_profile_shrinks_to_the_only_instance_its_pool_has():
+    cfg = _config("dev", gpu={"nodePools": [{"name": "inference", "instanceTypes": ["g4dn.xlarge"], "gpuLimit": 2,
+                                             "sharing": {"mode": "time-slicing", "replicas": 4}}]})
+    t4 = notebook_profiles(cfg)["t4"]                     # only the g4dn.xlarge node group offers whole T4s
+    assert (t4.pool, t4.cpu, t4.memory_gb) == ("t4", 3, 15)

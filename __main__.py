@@ -30,8 +30,15 @@ cluster = Cluster("cluster", ClusterArgs(
     protect_data=config.protect_data,
 ))
 
+# Prometheus + Grafana: GPU, cost and model dashboards, recording rules and alerts.
+observability = Observability("observability", ObservabilityArgs(
+    config=config.observability, access=cluster.access, is_prod=config.is_prod, teams=config.teams,
+    gpu_pools=gpu_pools(config), gpu_idle_percent=config.gpu.alerts.idle_utilization_percent, scraper=PROMETHEUS,
+)) if config.observability.enabled else None
+
 karpenter = Karpenter("karpenter", KarpenterArgs(access=cluster.access, config=config.karpenter, gpu=config.gpu))
-gpu_operator = GpuOperator("gpu-operator", GpuOperatorArgs(access=cluster.access, gpu=config.gpu))
+gpu_operator = GpuOperator("gpu-operator", GpuOperatorArgs(
+    access=cluster.access, gpu=config.gpu, monitoring=observability.release if observability else None))
 
 mlflow = Mlflow("mlflow", MlflowArgs(
     config=config.mlflow, access=cluster.access, cluster_name=cluster_name, is_prod=config.is_prod,
@@ -70,12 +77,6 @@ serving = Serving("serving", ServingArgs(
     ingress=SERVING_INGRESS, priority_class=PRIORITY_CLASSES.inference,
 ))
 
-# Prometheus + Grafana: GPU, cost and model dashboards, recording rules and alerts (after Knative, which it configures).
-observability = Observability("observability", ObservabilityArgs(
-    config=config.observability, access=cluster.access, is_prod=config.is_prod, teams=config.teams,
-    gpu_pools=gpu_pools(config), gpu_idle_percent=config.gpu.alerts.idle_utilization_percent, scraper=PROMETHEUS,
-    after=[serving],
-)) if config.observability.enabled else None
 
 # Team image repositories, CI push roles and the image admission policy (selects team namespaces by label).
 supply_chain = SupplyChain("supply-chain", SupplyChainArgs(

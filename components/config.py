@@ -334,6 +334,8 @@ class TeamConfig(Model):
     mig_quota: dict[Annotated[str, AfterValidator(_mig_profile)], Annotated[int, Field(ge=0)]] = {}
     shared_gpu_quota: Annotated[int, Field(ge=0)] | None = None
     package_index: PackageIndexConfig | None = None          # none: notebooks cannot reach any package index
+    # USD per month the team's GPUs may cost; the pack flags a quota that could exceed it (cost-gpu-quota-within-budget)
+    monthly_gpu_budget_usd: Annotated[float, Field(gt=0)] | None = None
     # Supply chain (components/supply_chain.py): the GitHub repository and branch whose workflow, calling the
     # platform's team-image workflow, may push to the team's ECR repository; none: no CI role, nobody pushes.
     ci_repository: GithubRepository | None = None

@@ -38,6 +38,9 @@ DCGM_EXPORTER_PORT = "gpu-metrics"
 class GpuOperatorArgs:
     access: ClusterAccess
     gpu: GpuConfig
+    # The release that installs the Prometheus operator's CRDs (Observability.release); without one, no
+    # ServiceMonitor or PrometheusRule is declared (nothing could accept them).
+    monitoring: pulumi.Resource | None = None
 
 
 class GpuOperator(pulumi.ComponentResource):
@@ -86,17 +89,19 @@ class GpuOperator(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, provider=access.provider, depends_on=[namespace, *configmaps]),
         )
 
-        # Scraped by the Prometheus operator; needs its CRDs (see README, "GPU capacity").
-        after_release = pulumi.ResourceOptions(parent=self, provider=access.provider, depends_on=[self.release])
-        k8s.apiextensions.CustomResource(
-            f"{name}-dcgm-exporter", api_version="monitoring.coreos.com/v1", kind="ServiceMonitor",
-            metadata=k8s.meta.v1.ObjectMetaArgs(name="nvidia-dcgm-exporter", namespace=NAMESPACE),
-            spec=service_monitor_spec(), opts=after_release)
-        rules = alert_rules(gpu.alerts)
-        k8s.apiextensions.CustomResource(
-            f"{name}-gpu-waste", api_version="monitoring.coreos.com/v1", kind="PrometheusRule",
-            metadata=k8s.meta.v1.ObjectMetaArgs(name="gpu-waste", namespace=NAMESPACE),
-            spec={"groups": [{"name": "gpu-waste", "rules": rules}]}, opts=after_release)
+        # Scraped by the Prometheus operator: declared after the release that installs its CRDs.
+        rules = alert_rules(gpu.alerts) if args.monitoring is not None else []
+        if args.monitoring is not None:
+            after_crds = pulumi.ResourceOptions(parent=self, provider=access.provider,
+                                                depends_on=[self.release, args.monitoring])
+            k8s.apiextensions.CustomResource(
+                f"{name}-dcgm-exporter", api_version="monitoring.coreos.com/v1", kind="ServiceMonitor",
+                metadata=k8s.meta.v1.ObjectMetaArgs(name="nvidia-dcgm-exporter", namespace=NAMESPACE),
+                spec=service_monitor_spec(), opts=after_crds)
+            k8s.apiextensions.CustomResource(
+                f"{name}-gpu-waste", api_version="monitoring.coreos.com/v1", kind="PrometheusRule",
+                metadata=k8s.meta.v1.ObjectMetaArgs(name="gpu-waste", namespace=NAMESPACE),
+                spec={"groups": [{"name": "gpu-waste", "rules": rules}]}, opts=after_crds)
 
         self.namespace = namespace.metadata.name
         self.device_plugin_configs = list(plugin_configs)
@@ -203,15 +208,16 @@ def service_monitor_spec() -> dict:
 
 def alert_rules(alerts: GpuAlertsConfig) -> list[dict]:
     """The waste alerts: a GPU held by a pod but idle; a pod using far less GPU memory than its GPU has."""
-    held = '{namespace!="",pod!=""}'
+    # GPUs no pod holds carry the exporter pod's own namespace/pod (honorLabels): not "held".
+    held = f'{{namespace!="",namespace!="{NAMESPACE}",pod!=""}}'
     idle = alerts.idle_utilization_percent
     mem = alerts.memory_used_percent
     return [
         {
             "alert": "GpuAllocatedButIdle",
             # Engine activity (also reported for MIG devices), else the coarser GPU utilisation.
-            "expr": (f"avg_over_time(DCGM_FI_PROF_GR_ENGINE_ACTIVE{held}[5m]) * 100 < {idle}"
-                     f" or avg_over_time(DCGM_FI_DEV_GPU_UTIL{held}[5m]) < {idle}"),
+            "expr": (f"(avg_over_time(DCGM_FI_PROF_GR_ENGINE_ACTIVE{held}[5m]) * 100"
+                     f" or avg_over_time(DCGM_FI_DEV_GPU_UTIL{held}[5m])) < {idle}"),
             "for": alerts.idle_for,
             "labels": {"severity": "warning", "category": "gpu-waste"},
             "annotations": {

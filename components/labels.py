@@ -31,3 +31,6 @@ DO_NOT_DISRUPT = "karpenter.sh/do-not-disrupt"   # pod annotation "true": Karpen
 
 # Supply chain (components/supply_chain.py, policies/images.py)
 IMAGE_ALLOWLIST = f"{PREFIX}/image-allowlist"   # annotation on the image admission policy: its allowlist as JSON
+
+# On a team namespace: the team's monthly GPU budget in USD (TeamConfig.monthlyGpuBudgetUsd), read by the policy pack.
+GPU_BUDGET_ANNOTATION = f"{PREFIX}/monthly-gpu-budget-usd"

@@ -10,7 +10,7 @@ PrometheusRule in the cluster. Grafana's admin password is generated (`random.Ra
 Scraped: the DCGM exporter (the GPU operator's ServiceMonitor, components/gpu_operator.py), kube-state-metrics (the
 chart's own), Karpenter (ServiceMonitor here) and the queue-proxy sidecar of every InferenceService pod (PodMonitor
 here; Knative Serving 1.21 exports request metrics only when `config-observability` says
-`request-metrics-protocol: prometheus`, which this component patches in). Every metric name the dashboards and rules
+`request-metrics-protocol: prometheus`, which the serving component sets). Every metric name the dashboards and rules
 use is listed with its source in components/data/metrics.yaml.
 
 Recording rules (PrometheusRule `mlops-gpu-cost`) turn those series into GPU allocation and cost:
@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pulumi
@@ -41,7 +41,6 @@ from components import catalog, labels
 from components.config import GpuPool, ObservabilityAlertsConfig, ObservabilityConfig, TeamConfig
 from components.endpoints import MLFLOW, PROMETHEUS, ClusterAccess, MetricsScraper
 from components.karpenter import NAMESPACE as KARPENTER_NAMESPACE
-from components.serving import KNATIVE_NAMESPACE
 
 # ---- pinned versions, in one place
 # kube-prometheus-stack 88.x ships prometheus-operator v0.93.0, the version of the CRD schemas the tests validate the
@@ -105,8 +104,6 @@ class ObservabilityArgs:
     gpu_pools: list[GpuPool]                   # config.gpu_pools(cfg): prices and GPU shares per pool
     gpu_idle_percent: int                      # gpu.alerts.idleUtilizationPercent: what "idle" means here too
     scraper: MetricsScraper = PROMETHEUS       # what the team NetworkPolicies admit; must be this Prometheus
-    # Knative Serving (its config-observability ConfigMap must exist before it is patched).
-    after: list[pulumi.Resource] = field(default_factory=list)
 
 
 class Observability(pulumi.ComponentResource):
@@ -161,11 +158,6 @@ class Observability(pulumi.ComponentResource):
         if team_namespaces:
             custom("queue-proxy", "PodMonitor", "knative-queue-proxy",
                    queue_proxy_pod_monitor_spec(team_namespaces, cfg.scrape_interval))
-        # Knative Serving 1.21 exports no request metrics unless told to (knative.dev/pkg default protocol "none").
-        k8s.core.v1.ConfigMapPatch(
-            f"{name}-knative-observability",
-            metadata=k8s.meta.v1.ObjectMetaArgs(name="config-observability", namespace=KNATIVE_NAMESPACE),
-            data=dict(KNATIVE_OBSERVABILITY), opts=after(*args.after))
 
         rules = prometheus_rules(args.teams, args.gpu_pools, args.gpu_idle_percent, cfg.alerts)
         for rule_name, groups in rules.items():
@@ -611,7 +603,7 @@ def gpu_dashboard(idle_percent: int) -> dict[str, Any]:
     layout.add("timeseries", "GPU utilisation per team", [
         _target(f"avg by (namespace) (DCGM_FI_DEV_GPU_UTIL{TEAM})", "{{namespace}}")], unit="percent")
     layout.add("timeseries", "GPU utilisation per pod", [
-        _target(f'avg by (namespace, pod) (DCGM_FI_DEV_GPU_UTIL{{namespace=~"$team", pod!=""}})',
+        _target('avg by (namespace, pod) (DCGM_FI_DEV_GPU_UTIL{namespace=~"$team", pod!=""})',
                 "{{namespace}}/{{pod}}")], unit="percent")
     layout.add("timeseries", "Graphics engine active per pod (MIG slices included)", [
         _target(f"avg by (namespace, pod) (DCGM_FI_PROF_GR_ENGINE_ACTIVE{TEAM}) * 100", "{{namespace}}/{{pod}}")],

@@ -206,6 +206,9 @@ def knative_config() -> dict[str, dict[str, str]]:
     return {
         "config-network": {"ingress-class": KOURIER_INGRESS_CLASS},
         "config-features": dict(KNATIVE_FEATURES),
+        # Knative Serving 1.21 exports no request metrics unless told to (knative.dev/pkg default protocol
+        # "none"); the queue-proxy then serves them on `http-usermetric` (9091) for the observability PodMonitor.
+        "config-observability": {"request-metrics-protocol": "prometheus"},
     }
 
 

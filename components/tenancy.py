@@ -211,7 +211,10 @@ class Team(pulumi.ComponentResource):
 
         namespace = k8s.core.v1.Namespace(
             f"{name}-namespace",
-            metadata=k8s.meta.v1.ObjectMetaArgs(name=ns, labels={labels.TEAM: ns, **POD_SECURITY_LABELS}),
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=ns, labels={labels.TEAM: ns, **POD_SECURITY_LABELS},
+                annotations={labels.GPU_BUDGET_ANNOTATION: f"{cfg.monthly_gpu_budget_usd:g}"}
+                if cfg.monthly_gpu_budget_usd is not None else None),
             opts=pulumi.ResourceOptions(parent=self, provider=provider),
         )
         # Everything else in the namespace waits for it.

@@ -15,6 +15,7 @@ from pulumi_policy import (
 )
 
 from components import catalog, labels
+from policies.capacity import gpu_pools
 from policies.workloads import containers, pod_specs
 
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
@@ -123,18 +124,8 @@ gpu_workload_requires_limits_toleration_and_pool = ResourceValidationPolicy(
 # ---- quota vs. capacity (stack) ----------------------------------------------------------------------
 
 def gpu_capacity(resources: list[tuple[str, dict[str, Any]]]) -> int:
-    """The most GPUs the declared pools can supply: managed GPU node groups and Karpenter NodePool limits."""
-    total = 0
-    for typ, props in resources:
-        if typ == "aws:eks/nodeGroup:NodeGroup" and any(
-                t.get("key") == labels.GPU_RESOURCE for t in props.get("taints") or []):
-            per_node = catalog.max_gpus_per_instance(props.get("instanceTypes") or [])
-            total += per_node * int((props.get("scalingConfig") or {}).get("maxSize") or 0)
-        elif typ == "kubernetes:karpenter.sh/v1:NodePool":
-            limit = ((props.get("spec") or {}).get("limits") or {}).get(labels.GPU_RESOURCE)
-            if limit is not None:
-                total += int(limit)
-    return total
+    """The most physical GPUs the declared pools can supply: managed GPU node groups and Karpenter NodePools."""
+    return sum(pool.max_gpus for pool in gpu_pools(resources))
 
 
 def quota_problems(resources: list[tuple[str, dict[str, Any]]]) -> list[str]:
@@ -166,4 +157,43 @@ gpu_team_quota_within_capacity = StackValidationPolicy(
                       "NodePool GPU limit).",
 )
 
-POLICIES = [gpu_workload_requires_limits_toleration_and_pool, gpu_team_quota_within_capacity]
+
+# ---- quota vs. budget (stack) ------------------------------------------------------------------------
+
+def budget_problems(resources: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """Teams whose whole GPU quota, in use all month at the dearest GPU-hour of the pools, exceeds their budget."""
+    from preview import cost   # the cost command's own arithmetic and prices: one source
+
+    estimate = cost.estimate(resources)
+    hours = catalog.prices()["hoursPerMonth"]
+    problems = []
+    for typ, props in resources:
+        if typ != "kubernetes:core/v1:Namespace":
+            continue
+        meta = props.get("metadata") or {}
+        budget = (meta.get("annotations") or {}).get(labels.GPU_BUDGET_ANNOTATION)
+        monthly = estimate.team_hourly.get(meta.get("name"), 0.0) * hours
+        if budget is not None and monthly > float(budget):
+            problems.append(f"The GPU quota of team '{meta.get('name')}' could cost ${monthly:,.0f} a month at full "
+                            f"use, above its monthly GPU budget of ${float(budget):,.0f}.")
+    return problems
+
+
+def _validate_budget(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+    for problem in budget_problems([(r.resource_type, r.props) for r in args.resources]):
+        report_violation(problem)
+
+
+cost_gpu_quota_within_budget = StackValidationPolicy(
+    name="cost-gpu-quota-within-budget",
+    description="A team's GPU quota, fully used for a month at the dearest GPU-hour of the pools, stays within "
+                "the team's monthlyGpuBudgetUsd (teams without a budget are not checked).",
+    enforcement_level=EnforcementLevel.ADVISORY,
+    validate=_validate_budget,
+    remediation_steps="Lower the team's gpuQuota, raise monthlyGpuBudgetUsd, or make the check mandatory for the "
+                      "stack in policies/config.<stack>.json to block such changes. `python -m preview cost` shows "
+                      "each team's ceiling.",
+)
+
+POLICIES = [gpu_workload_requires_limits_toleration_and_pool, gpu_team_quota_within_capacity,
+            cost_gpu_quota_within_budget]

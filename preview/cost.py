@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from components import catalog, labels
+from policies import capacity
 # The price functions live in the catalog, so the cost dashboards (components/observability.py) price GPU-hours with
 # exactly what this command uses.
 from components.catalog import PRICES_FILE, gpu_hour_price, instance_price, prices  # noqa: F401 (re-exported)
@@ -33,6 +34,7 @@ class Cost:
     burn: list[Line] = field(default_factory=list)            # USD / hour, GPU pools at their limits
     teams: list[Line] = field(default_factory=list)           # USD / hour, each team's quota in use
     unpriced: list[str] = field(default_factory=list)
+    team_hourly: dict[str, float] = field(default_factory=dict)   # namespace -> USD / hour at full quota
 
     @property
     def baseline_total(self) -> float:
@@ -93,18 +95,18 @@ def estimate(resources: Iterable[tuple[str, dict[str, Any]]]) -> Cost:
                     gpu_hour_prices.append(top)
                     cost.burn.append(Line(f"node group {name} at maxSize {scaling.get('maxSize')}",
                                           int(scaling.get("maxSize") or 0) * price))
-        elif typ == "kubernetes:karpenter.sh/v1:NodePool":
-            spec = props.get("spec") or {}
-            limit = (spec.get("limits") or {}).get(labels.GPU_RESOURCE)
-            if limit is None:
+        elif typ == capacity.NODE_POOL:
+            pool = next(iter(capacity.gpu_pools([(typ, props)])), None)
+            if pool is None:
                 continue
-            types, spot_only = _node_pool_instance_types(spec)
+            types, spot_only = _node_pool_instance_types(props.get("spec") or {})
             top, missing = gpu_hour_price(types, spot_only)
             cost.unpriced += missing
             if top is not None:
                 gpu_hour_prices.append(top)
-                cost.burn.append(Line(f"NodePool {(props.get('metadata') or {}).get('name')} at {limit} GPUs"
-                                      f"{' (spot)' if spot_only else ''}", int(limit) * top))
+                # Physical GPUs: a shared pool's nvidia.com/gpu limit counts replicas or MIG devices.
+                cost.burn.append(Line(f"NodePool {pool.name} at {pool.max_gpus} GPUs"
+                                      f"{' (spot)' if spot_only else ''}", pool.max_gpus * top))
         elif typ == "aws:fsx/lustreFileSystem:LustreFileSystem":
             kind = props.get("deploymentType", "SCRATCH_2")
             tiers = p["fsxLustrePerGiBMonth"].get(kind, {})
@@ -131,6 +133,7 @@ def estimate(resources: Iterable[tuple[str, dict[str, Any]]]) -> Cost:
                 quotas.append(((props.get("metadata") or {}).get("namespace"), int(gpus)))
     top_gpu_hour = max(gpu_hour_prices, default=0.0)
     cost.teams = [Line(f"team {ns}: {gpus} GPUs", gpus * top_gpu_hour) for ns, gpus in quotas]
+    cost.team_hourly = {ns: gpus * top_gpu_hour for ns, gpus in quotas}
     cost.unpriced = sorted(set(cost.unpriced))
     cost.baseline = _grouped(cost.baseline)
     return cost

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import yaml
 
-from components import catalog, labels
+from policies import capacity
+from policies.capacity import GpuPool
 from preview.engine import Registration, Run
 
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
@@ -41,41 +42,9 @@ def component_of(run: Run, r: Registration) -> str:
     return f"{node.name} ({node.type})" if not node.custom else "(stack)"
 
 
-class GpuPool(NamedTuple):
-    kind: str            # "node group" | "NodePool"
-    name: str
-    gpu_type: str        # a gpuTypes key of components/data/gpus.yaml ("?" when not labelled)
-    sharing: str         # "none" | "time-slicing" | "mig"
-    max_gpus: int        # physical GPUs at the pool's maximum
-
-
 def gpu_pool_details(run: Run) -> list[GpuPool]:
-    """Every GPU managed node group and GPU Karpenter NodePool declared, with GPU type, sharing and maximum GPUs.
-
-    A NodePool's physical maximum is its `mlops.platform/max-gpus` annotation where set: when sharing keeps the
-    resource name `nvidia.com/gpu`, the `nvidia.com/gpu` limit counts replicas or MIG devices, not GPUs.
-    """
-    pools = []
-    for r in run.resources:
-        if r.type == "aws:eks/nodeGroup:NodeGroup" and any(
-                t.get("key") == labels.GPU_RESOURCE for t in r.inputs.get("taints") or []):
-            types = r.inputs.get("instanceTypes") or []
-            per_node = catalog.max_gpus_per_instance(types)
-            gpu_type = (r.inputs.get("labels") or {}).get(labels.GPU_TYPE) or next(
-                (catalog.instance_types()[t].gpu_type for t in types if t in catalog.instance_types()), "?")
-            pools.append(GpuPool("node group", r.inputs.get("nodeGroupName", r.name), gpu_type, "none",
-                                 per_node * int((r.inputs.get("scalingConfig") or {}).get("maxSize", 0))))
-        elif r.type == "kubernetes:karpenter.sh/v1:NodePool":
-            spec = r.inputs.get("spec") or {}
-            meta = r.inputs.get("metadata") or {}
-            limit = (spec.get("limits") or {}).get(labels.GPU_RESOURCE)
-            if limit is None:
-                continue
-            node_labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
-            physical = (meta.get("annotations") or {}).get(labels.MAX_GPUS, limit)
-            pools.append(GpuPool("NodePool", meta["name"], node_labels.get(labels.GPU_TYPE, "?"),
-                                 node_labels.get(labels.GPU_SHARING, "none"), int(physical)))
-    return pools
+    """Every GPU managed node group and GPU Karpenter NodePool declared, with GPU type, sharing and maximum GPUs."""
+    return capacity.gpu_pools((r.type, r.inputs) for r in run.resources if r.custom)
 
 
 def gpu_pools(run: Run) -> list[tuple[str, str, int]]:

@@ -102,3 +102,29 @@ def test_quota_within_capacity_passes_and_above_fails():
     assert violations(quota_policy, group, pool, quota("a", 12)) == []
     assert violations(quota_policy, group, pool, quota("a", 13)) == [
         "The GPU quota of namespace 'a' (13) exceeds the 12 GPUs the declared GPU pools can supply."]
+
+
+# ---- budget ------------------------------------------------------------------------------------------
+
+from policies.gpu_workloads import cost_gpu_quota_within_budget as budget_policy  # noqa: E402
+
+
+def team_namespace(name: str, budget: str | None):
+    meta = {"name": name, "labels": {"mlops.platform/team": name}}
+    if budget is not None:
+        meta["annotations"] = {"mlops.platform/monthly-gpu-budget-usd": budget}
+    return resource("kubernetes:core/v1:Namespace", {"metadata": meta}, name=f"ns-{name}")
+
+
+def test_a_quota_that_could_exceed_the_teams_budget_is_reported():
+    # 2 x g5.12xlarge: dearest GPU-hour $5.672 / 4 = $1.418; 4 GPUs all month = 4 x 1.418 x 730 = $4,140.56.
+    group = resource("aws:eks/nodeGroup:NodeGroup", NODE_GROUP)
+    assert violations(budget_policy, group, quota("a", 4), team_namespace("a", "5000")) == []
+    assert violations(budget_policy, group, quota("a", 4), team_namespace("a", "4000")) == [
+        "The GPU quota of team 'a' could cost $4,141 a month at full use, above its monthly GPU budget of $4,000."]
+    assert violations(budget_policy, group, quota("a", 4), team_namespace("a", None)) == []
+
+
+def test_the_budget_reaches_the_namespace_annotation(dev):
+    ns = dev.obj("Namespace", "fraud-detection")
+    assert ns["metadata"]["annotations"]["mlops.platform/monthly-gpu-budget-usd"] == "2000"

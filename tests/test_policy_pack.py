@@ -1,0 +1,222 @@
+"""The policy pack as a whole: every rule is well-formed and documented, the shipped stacks pass, and a stack
+with one deliberate violation per rule makes `python -m preview check` fail with one message per violation."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import subprocess
+import sys
+from collections import Counter
+from typing import Any, Callable
+
+import pytest
+from pulumi_policy import EnforcementLevel, StackValidationPolicy
+
+from policies import POLICIES
+from preview import check, render
+from tests.conftest import PROJECT_DIR
+
+NAMES = [p.name for p in POLICIES]
+
+
+def test_every_policy_is_named_described_enforced_and_remediable():
+    assert len(NAMES) == len(set(NAMES))
+    for p in POLICIES:
+        assert re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)+", p.name), p.name
+        assert p.description and p.remediation_steps, p.name
+        assert p.enforcement_level in (EnforcementLevel.MANDATORY, EnforcementLevel.ADVISORY), p.name
+
+
+def test_gpu_and_egress_rules_are_mandatory_by_default():
+    gpu_or_egress = [p for p in POLICIES if p.name.startswith(("gpu-", "training-egress", "team-namespace",
+                                                               "network-policies", "security-groups"))]
+    assert len(gpu_or_egress) >= 10
+    assert all(p.enforcement_level == EnforcementLevel.MANDATORY for p in gpu_or_egress)
+
+
+def test_the_readme_documents_every_rule():
+    readme = (PROJECT_DIR / "README.md").read_text()
+    missing = [name for name in NAMES if f"`{name}`" not in readme]
+    assert missing == []
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_the_shipped_stacks_have_no_violations(stack, request):
+    rendered = request.getfixturevalue(stack)
+    found = check.evaluate(POLICIES, rendered.resources, check.load_overrides(PROJECT_DIR, stack))
+    assert [f"{v.policy}: {v.message}" for v in found] == []
+
+
+# ---- one deliberate violation per rule --------------------------------------------------------------------
+
+Plan = dict[str, Any]
+
+
+def _find(plan: Plan, typ: str, name: str) -> dict[str, Any]:
+    return next(r for r in plan["resources"] if r["type"] == typ and r["name"] == name)
+
+
+def _add(plan: Plan, typ: str, name: str, inputs: dict[str, Any], protect: bool = False) -> None:
+    plan["resources"].append({
+        "urn": f"urn:pulumi:prod::mlops-platform::{typ}::{name}", "type": typ, "name": name, "custom": True,
+        "parent": "", "provider": "", "dependencies": [], "protect": protect, "retainOnDelete": False,
+        "inputs": inputs})
+
+
+NODE_POOL = "kubernetes:karpenter.sh/v1:NodePool"
+
+
+def _pool_copy(plan: Plan, name: str, change: Callable[[dict], Any]) -> None:
+    pool = copy.deepcopy(_find(plan, NODE_POOL, "karpenter-pool-training")["inputs"])
+    pool["metadata"]["name"] = name
+    change(pool)
+    _add(plan, NODE_POOL, f"violation-{name}", pool)
+
+
+def _team_pod(image: str, gpu: bool = False) -> dict[str, Any]:
+    container = {"name": "c", "image": image}
+    spec: dict[str, Any] = {"containers": [container]}
+    if gpu:   # on a GPU pool, but without the GPU toleration
+        container["resources"] = {"limits": {"nvidia.com/gpu": "1"}}
+        spec["nodeSelector"] = {"mlops.platform/gpu-type": "a100-40gb"}
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "bad", "namespace": "forecasting"},
+            "spec": {"selector": {"matchLabels": {"app": "bad"}},
+                     "template": {"metadata": {"labels": {"app": "bad"}}, "spec": spec}}}
+
+
+def _bucket(plan: Plan, name: str, skip: str) -> None:
+    _add(plan, "aws:s3/bucket:Bucket", name, {"bucket": name}, protect=True)
+    if skip != "encryption":
+        _add(plan, "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+             f"{name}-sse", {"bucket": name, "rules": [{"applyServerSideEncryptionByDefault": {
+                 "sseAlgorithm": "aws:kms", "kmsMasterKeyId": "k"}}]})
+    if skip != "versioning":
+        _add(plan, "aws:s3/bucketVersioning:BucketVersioning", f"{name}-versioning",
+             {"bucket": name, "versioningConfiguration": {"status": "Enabled"}})
+    if skip != "public":
+        _add(plan, "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock", f"{name}-pab",
+             {"bucket": name, **{f: True for f in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls",
+                                                   "restrictPublicBuckets")}})
+
+
+def _database(plan: Plan, name: str, **changes: Any) -> None:
+    db = {"identifier": name, "engine": "postgres", "instanceClass": "db.t4g.medium", "storageEncrypted": True,
+          "publiclyAccessible": False, "deletionProtection": True, "skipFinalSnapshot": False, **changes}
+    _add(plan, "aws:rds/instance:Instance", name, db, protect=True)
+
+
+def _hub_gpu_timeout(plan: Plan) -> None:
+    values = _find(plan, "kubernetes:helm.sh/v3:Release", "notebooks-hub")["inputs"]["values"]
+    values["cull"]["timeout"] = 7 * 24 * 3600
+    for profile in values["singleuser"]["profileList"]:
+        override = profile.get("kubespawner_override") or {}
+        if any("nvidia.com/" in k for k in override.get("extra_resource_limits") or {}):
+            override["args"] = [a for a in override.get("args") or [] if "shutdown_no_activity_timeout" not in a]
+            override["args"].append("--ServerApp.shutdown_no_activity_timeout=86400")
+            return
+
+
+VIOLATIONS: dict[str, Callable[[Plan], Any]] = {
+    "gpu-pool-requires-taint": lambda p: _pool_copy(p, "no-taint", lambda x: x["spec"]["template"]["spec"].pop(
+        "taints")),
+    "gpu-pool-requires-limit": lambda p: _pool_copy(p, "no-limit", lambda x: x["spec"]["limits"].pop(
+        "nvidia.com/gpu")),
+    "gpu-pool-scales-to-zero": lambda p: _pool_copy(p, "slow", lambda x: x["spec"]["disruption"].update(
+        consolidateAfter="6h")),
+    "gpu-sharing-within-catalog": lambda p: _pool_copy(p, "sliced", lambda x: x["spec"]["template"]["metadata"][
+        "labels"].update({"nvidia.com/device-plugin.config": "no-such-config"})),
+    "gpu-workload-requires-limit-toleration-and-pool": lambda p: _add(
+        p, "kubernetes:apps/v1:Deployment", "gpu-without-toleration",
+        _team_pod("nvcr.io/nvidia/pytorch:25.01-py3", gpu=True)),
+    "gpu-team-quota-within-capacity": lambda p: _add(p, "kubernetes:core/v1:ResourceQuota", "huge-quota", {
+        "apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "huge", "namespace": "forecasting"},
+        "spec": {"hard": {"requests.nvidia.com/gpu": "100000"}}}),
+    "cost-gpu-quota-within-budget": lambda p: _find(p, "kubernetes:core/v1:Namespace", "team-forecasting-namespace")[
+        "inputs"]["metadata"].update(annotations={"mlops.platform/monthly-gpu-budget-usd": "100"}),
+    "team-namespace-default-deny-egress": lambda p: _add(p, "kubernetes:core/v1:Namespace", "open-team", {
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": "open-team", "labels": {"mlops.platform/team": "open-team"}}}),
+    "training-egress-allowlist": lambda p: _add(
+        p, "kubernetes:networking.k8s.io/v1:NetworkPolicy", "training-internet", {
+            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": "training-internet", "namespace": "forecasting"},
+            "spec": {"podSelector": {"matchLabels": {"job-type": "training"}}, "policyTypes": ["Egress"],
+                     "egress": [{"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}]}]}}),
+    "network-policies-require-enforcement": lambda p: _find(p, "aws:eks/addon:Addon", "cluster-vpc-cni")[
+        "inputs"].update(configurationValues="{}"),
+    "security-groups-closed-to-internet": lambda p: _add(p, "aws:ec2/securityGroup:SecurityGroup", "open-sg", {
+        "vpcId": "vpc-1", "ingress": [{"protocol": "tcp", "fromPort": 22, "toPort": 22,
+                                       "cidrBlocks": ["0.0.0.0/0"]}]}),
+    "s3-bucket-encrypted": lambda p: _bucket(p, "plain-bucket", skip="encryption"),
+    "s3-bucket-versioned": lambda p: _bucket(p, "unversioned-bucket", skip="versioning"),
+    "s3-bucket-public-access-blocked": lambda p: _bucket(p, "public-bucket", skip="public"),
+    "rds-encrypted": lambda p: _database(p, "plain-db", storageEncrypted=False),
+    "rds-not-publicly-accessible": lambda p: _database(p, "public-db", publiclyAccessible=True),
+    "rds-deletion-protection-in-prod": lambda p: _database(p, "deletable-db", deletionProtection=False),
+    "data-stores-protected-in-prod": lambda p: _find(p, "aws:s3/bucket:Bucket", "datasets-dvc").update(
+        protect=False),
+    "k8s-no-plaintext-credentials": lambda p: _add(p, "kubernetes:core/v1:ConfigMap", "plain-credentials", {
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "db", "namespace": "forecasting"},
+        "data": {"db-password": "hunter2-plain-text"}}),
+    "workload-image-from-allowed-registry": lambda p: _add(
+        p, "kubernetes:apps/v1:Deployment", "foreign-image", _team_pod("quay.io/someone/tool:1.0")),
+    "workload-image-pinned": lambda p: _add(
+        p, "kubernetes:apps/v1:Deployment", "latest-image", _team_pod("nvcr.io/nvidia/pytorch:latest")),
+    "gpu-notebook-idle-culling": _hub_gpu_timeout,
+}
+
+
+def test_every_rule_has_a_deliberate_violation():
+    assert sorted(VIOLATIONS) == sorted(NAMES)
+
+
+@pytest.fixture(scope="module")
+def violating_plan(prod, tmp_path_factory) -> tuple[Plan, Any]:
+    plan = copy.deepcopy(render.plan(prod.run))
+    for violate in VIOLATIONS.values():
+        violate(plan)
+    path = tmp_path_factory.mktemp("violations") / "plan.json"
+    path.write_text(json.dumps(plan))
+    return plan, path
+
+
+def test_check_fails_with_one_message_per_violation(violating_plan):
+    _, path = violating_plan
+    result = subprocess.run([sys.executable, "-m", "preview", "check", "prod", "--plan", str(path)],
+                            cwd=PROJECT_DIR, capture_output=True, text=True)
+    assert result.returncode == 1, result.stdout + result.stderr
+    reported = Counter(re.findall(r"^  \[(?:mandatory|advisory)\] ([a-z0-9-]+): ", result.stdout, re.M))
+    assert reported == Counter({name: 1 for name in NAMES}), result.stdout
+
+
+def test_an_advisory_override_in_the_stack_policy_config_lets_check_pass(violating_plan, tmp_path):
+    plan, _ = violating_plan
+    overrides = {"all": "advisory"}
+    found = check.evaluate(POLICIES, _registrations(plan), overrides)
+    assert len(found) == len(NAMES) and not any(v.mandatory for v in found)
+
+
+def test_the_prod_policy_config_narrows_the_training_allowlist(prod):
+    """prod's config (policies/config.prod.json) allows only us-east-1's S3 ranges: a us-west-2 range fails."""
+    plan = copy.deepcopy(render.plan(prod.run))
+    _add(plan, "kubernetes:networking.k8s.io/v1:NetworkPolicy", "other-region", {
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": "other-region", "namespace": "forecasting"},
+        "spec": {"podSelector": {"matchLabels": {"job-type": "training"}}, "policyTypes": ["Egress"],
+                 "egress": [{"to": [{"ipBlock": {"cidr": "52.218.128.0/17"}}], "ports": [{"port": 443}]}]}})
+    egress = [p for p in POLICIES if p.name == "training-egress-allowlist"]
+    assert [v.policy for v in check.evaluate(egress, _registrations(plan), check.load_overrides(PROJECT_DIR, "prod"))] \
+        == ["training-egress-allowlist"]
+    assert check.evaluate(egress, _registrations(plan), {}) == []   # the default allowlist knows both regions
+
+
+def _registrations(plan: Plan):
+    from preview.__main__ import _registrations as registrations
+    return registrations(plan)
+
+
+def test_stack_policies_see_every_custom_resource(prod):
+    stack_policies = [p for p in POLICIES if isinstance(p, StackValidationPolicy)]
+    assert stack_policies and check._policy_resources(prod.resources)

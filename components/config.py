@@ -57,10 +57,21 @@ def _s3_uri(value: str) -> str:
 
 def _gpu_instance_type(value: str) -> str:
     if value not in catalog.instance_types():
-        known = ", ".join(sorted(catalog.instance_types()))
-        raise ValueError(f"is not a GPU instance type in the catalog (components/data/gpus.yaml); known: {known}")
+        raise ValueError("is not a GPU instance type in the catalog (components/data/gpus.yaml); known: "
+                         f"{known(sorted(catalog.instance_types()), value)}")
     return value
 
+
+
+def known(names, value: object = None, limit: int = 12) -> str:
+    """`a, b, c` for a "known: ..." hint: the closest names to `value` first, at most `limit` of them."""
+    names = list(dict.fromkeys(str(n) for n in names))
+    if not names:
+        return "(none)"
+    close = difflib.get_close_matches(str(value), names, n=limit, cutoff=0.5) if value is not None else []
+    ordered = close + [n for n in names if n not in close]
+    shown = ", ".join(ordered[:limit])
+    return shown + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
 
 DnsLabel = Annotated[str, AfterValidator(_dns_label)]
 Cidr = Annotated[str, AfterValidator(_cidr)]
@@ -968,7 +979,7 @@ def _dataset_rule_errors(cfg: PlatformConfig) -> list[tuple[str, str, Any]]:
         for j, team in enumerate(d.teams):
             if team not in team_names:
                 errors.append((f"datasets[{i}].teams[{j}]",
-                               f"names no team in `teams`; known: {', '.join(team_names) or '(none)'}", team))
+                               f"names no team in `teams`; known: {known(team_names, team)}", team))
         if d.subnet_index >= subnets:
             errors.append((f"datasets[{i}].subnetIndex",
                            f"must be less than {subnets}, the number of private subnets (FSx for Lustre lives in "
@@ -981,7 +992,7 @@ def _dataset_rule_errors(cfg: PlatformConfig) -> list[tuple[str, str, Any]]:
         for j, name in enumerate(team.datasets):
             if name not in dataset_names:
                 errors.append((f"teams[{i}].datasets[{j}]",
-                               f"names no dataset in `datasets`; known: {', '.join(dataset_names) or '(none)'}", name))
+                               f"names no dataset in `datasets`; known: {known(dataset_names, name)}", name))
     return errors
 
 
@@ -1319,12 +1330,12 @@ def _notebook_rule_errors(cfg: PlatformConfig) -> list[tuple[str, str, Any]]:
     for team, _ in nb.team_groups.items():
         if team not in team_names:
             errors.append((f"notebooks.teamGroups.{team}", f"names no team in `teams`; known: "
-                           f"{', '.join(team_names) or '(none)'}", team))
+                           f"{known(team_names, team)}", team))
     for user, teams in nb.auth.dummy_users.items():
         for j, team in enumerate(teams):
             if team not in team_names:
                 errors.append((f"notebooks.auth.dummyUsers.{user}[{j}]", f"names no team in `teams`; known: "
-                               f"{', '.join(team_names) or '(none)'}", team))
+                               f"{known(team_names, team)}", team))
     for i, team in enumerate(cfg.teams):
         quota = team_gpu_quota(cfg, team)
         for j, name in enumerate(team.notebook_profiles):

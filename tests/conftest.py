@@ -23,6 +23,21 @@ def stack_yaml(stack: str) -> dict[str, Any]:
     return {k: engine._unsecure(copy.deepcopy(v))[0] for k, v in config.items()}
 
 
+def raw_config(stack: str = "dev") -> dict[str, Any]:
+    """The stack file's `mlops-platform:` keys without the prefix: what `parse_config` validates."""
+    prefix = "mlops-platform:"
+    return {k[len(prefix):]: v for k, v in stack_yaml(stack).items() if k.startswith(prefix)}
+
+
+def config_problems(config: dict[str, Any]) -> list[str]:
+    """The problems `parse_config` reports for an invalid config (fails the test if it accepts it)."""
+    from components.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError) as info:
+        parse_config(config)
+    return info.value.problems
+
+
 def run_config(config: dict[str, Any], stack: str = "test") -> engine.Run:
     """Run the real program with a config map written like a stack file's `config:`."""
     wire = {k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}

@@ -7,14 +7,11 @@ import sys
 
 import pytest
 
-from components.config import ConfigError, PlatformConfig, parse_config
-from tests.conftest import PROJECT_DIR, stack_yaml
+from components.config import PlatformConfig, parse_config
+from tests.conftest import PROJECT_DIR, raw_config as raw, config_problems as problems
 
 PREFIX = "mlops-platform:"
 
-
-def raw(stack: str) -> dict:
-    return {k[len(PREFIX):]: v for k, v in stack_yaml(stack).items() if k.startswith(PREFIX)}
 
 
 @pytest.mark.parametrize("stack", sorted(p.name.split(".")[1] for p in PROJECT_DIR.glob("Pulumi.*.yaml")))
@@ -30,11 +27,6 @@ def test_dev_and_prod_differ_like_real_stacks():
     assert not dev.protect_data and prod.protect_data
     assert all(g.min_size == 0 and g.desired_size == 0 for g in dev.cluster.gpu_node_groups)
 
-
-def problems(config: dict) -> list[str]:
-    with pytest.raises(ConfigError) as info:
-        parse_config(config)
-    return info.value.problems
 
 
 def test_three_mistakes_are_all_reported_with_their_key_paths():

@@ -11,11 +11,11 @@ import pytest
 import yaml
 
 from components import catalog
-from components.config import ConfigError, parse_config
+from components.config import parse_config
 from components.datasets import csi_driver_policy, deployer_policy, split_s3_uri
 from preview.aws_mocks import _hex
 from tests import schemas
-from tests.conftest import PROJECT_DIR, Rendered, run_config, stack_yaml
+from tests.conftest import PROJECT_DIR, Rendered, run_config, stack_yaml, raw_config as raw, config_problems as problems
 
 PREFIX = "mlops-platform:"
 FS = "aws:fsx/lustreFileSystem:LustreFileSystem"
@@ -23,14 +23,6 @@ DRA = "aws:fsx/dataRepositoryAssociation:DataRepositoryAssociation"
 ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
 
 
-def raw(stack: str) -> dict:
-    return {k[len(PREFIX):]: v for k, v in stack_yaml(stack).items() if k.startswith(PREFIX)}
-
-
-def problems(config: dict) -> list[str]:
-    with pytest.raises(ConfigError) as info:
-        parse_config(config)
-    return info.value.problems
 
 
 def mock_id(typ: str, name: str, prefix: str) -> str:

@@ -12,17 +12,14 @@ import pytest
 import yaml
 
 from components import catalog, labels
-from components.config import ConfigError, parse_config
+from components.config import parse_config
 from components.gpu_operator import DEVICE_PLUGIN_CONFIGMAP, MIG_PARTED_CONFIGMAP
 from components.karpenter import KARPENTER_VERSION, gpu_node_pool, node_class_spec, node_overlays
 from preview import render
-from tests.conftest import PROJECT_DIR, Rendered, run_config, stack_yaml
+from tests.conftest import PROJECT_DIR, Rendered, run_config, stack_yaml, raw_config as raw, config_problems as problems
 
 PREFIX = "mlops-platform:"
 
-
-def raw(stack: str) -> dict:
-    return {k[len(PREFIX):]: v for k, v in stack_yaml(stack).items() if k.startswith(PREFIX)}
 
 
 def gpu_pools(rendered: Rendered) -> list[dict]:
@@ -337,11 +334,6 @@ def test_waste_alerts_use_the_configured_thresholds():
 
 
 # ---- config errors name the pool ---------------------------------------------------------------------------
-
-def problems(config: dict) -> list[str]:
-    with pytest.raises(ConfigError) as info:
-        parse_config(config)
-    return info.value.problems
 
 
 def _pool(config: dict, i: int) -> dict:

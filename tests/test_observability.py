@@ -13,11 +13,11 @@ import pulumi
 import pytest
 
 from components import catalog, labels, observability
-from components.config import ConfigError, gpu_pools, parse_config
+from components.config import gpu_pools, parse_config
 from components.endpoints import PROMETHEUS, MetricsScraper, PodSource
 from preview import cost, render
 from preview.aws_mocks import AwsLikeMocks
-from tests.conftest import Rendered, run_config, stack_yaml
+from tests.conftest import Rendered, run_config, stack_yaml, raw_config, config_problems as problems
 
 PREFIX = "mlops-platform:"
 RELEASE = observability.RELEASE
@@ -475,9 +475,6 @@ def test_a_teams_cost_panel_uses_the_prices_of_the_cost_command(stack, request):
     assert rate["targets"][1]["expr"].startswith("mlops:team_gpu_quota_ceiling:usd_per_hour")
 
 
-def raw_config(stack: str) -> dict[str, Any]:
-    return {k[len(PREFIX):]: v for k, v in stack_yaml(stack).items() if k.startswith(PREFIX)}
-
 
 def test_changing_prices_yaml_changes_the_dashboards_and_the_cost_command_alike(monkeypatch, dev):
     pools = gpu_pools(parse_config(raw_config("dev")))
@@ -585,11 +582,6 @@ def test_capacity_alert_needs_a_pool_at_its_gpu_limit_and_pending_gpu_pods(dev):
 
 # ---- config rules ----------------------------------------------------------------------------------------------
 
-
-def problems(config: dict[str, Any]) -> list[str]:
-    with pytest.raises(ConfigError) as err:
-        parse_config(config)
-    return err.value.problems
 
 
 def test_scrape_interval_must_be_between_10s_and_1m():

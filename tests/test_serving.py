@@ -8,10 +8,10 @@ import json
 import pytest
 
 from components import catalog, labels, serving
-from components.config import ConfigError, ModelDeploymentConfig, parse_config
+from components.config import ModelDeploymentConfig
 from components.endpoints import SERVING_INGRESS, PodSource
 from tests import schemas
-from tests.conftest import Rendered, run_config, stack_yaml
+from tests.conftest import Rendered, run_config, stack_yaml, raw_config as raw, config_problems as problems
 
 PREFIX = "mlops-platform:"
 ISVC = "kubernetes:serving.kserve.io/v1beta1:InferenceService"
@@ -65,14 +65,6 @@ def test_every_framework_has_serving_figures_and_a_runtime_the_chart_ships():
 # ---- model config errors -----------------------------------------------------------------------------------
 
 
-def raw(stack: str = "dev") -> dict:
-    return {k[len(PREFIX):]: v for k, v in stack_yaml(stack).items() if k.startswith(PREFIX)}
-
-
-def problems(config: dict) -> list[str]:
-    with pytest.raises(ConfigError) as info:
-        parse_config(config)
-    return info.value.problems
 
 
 @pytest.mark.parametrize("change, expected", [

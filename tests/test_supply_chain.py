@@ -13,12 +13,12 @@ import yaml
 from celpy import celtypes, json_to_cel
 
 from components import labels
-from components.config import ConfigError, parse_config
+from components.config import parse_config
 from components.supply_chain import (ADMISSION_POLICY_NAME, ECR_PUSH_ACTIONS, GITHUB_OIDC_HOST, TEAM_IMAGE_WORKFLOW,
                                      pin_problem, registry_allowed)
 from preview.aws_mocks import ACCOUNT_ID
 from tests import schemas
-from tests.conftest import PROJECT_DIR, Rendered, run_config, stack_yaml
+from tests.conftest import PROJECT_DIR, Rendered, run_config, stack_yaml, raw_config as raw, config_problems as problems
 
 PREFIX = "mlops-platform:"
 REPOSITORY = "aws:ecr/repository:Repository"
@@ -380,14 +380,6 @@ def test_workflow_scans_with_a_pinned_trivy_and_fails_on_critical_before_pushing
 # ---- config rules ------------------------------------------------------------------------------------
 
 
-def raw(stack: str) -> dict:
-    return {k[len(PREFIX):]: v for k, v in stack_yaml(stack).items() if k.startswith(PREFIX)}
-
-
-def problems(config: dict) -> list[str]:
-    with pytest.raises(ConfigError) as info:
-        parse_config(config)
-    return info.value.problems
 
 
 @pytest.mark.parametrize("stack, mutate, expected", [

@@ -9,13 +9,13 @@ import json
 import pytest
 
 from components import labels
-from components.config import ConfigError, parse_config
+from components.config import parse_config
 from components.endpoints import (JUPYTERHUB_API, MLFLOW, NOTEBOOK_INGRESS, PRIORITY_CLASSES, PROMETHEUS,
                                   SERVING_INGRESS)
 from policies import netpol
 from policies.netpol import EGRESS, INGRESS, Peer, Port, Reach
 from preview.aws_mocks import S3_PREFIX_LISTS
-from tests.conftest import Rendered, run_config, stack_yaml
+from tests.conftest import Rendered, run_config, stack_yaml, raw_config as raw, config_problems as problems
 
 PREFIX = "mlops-platform:"
 POD_KINDS = {
@@ -347,14 +347,6 @@ def test_a_team_with_only_a_name_and_gpu_quota_is_a_complete_isolated_tenant():
 # ---- config rules --------------------------------------------------------------------------------------
 
 
-def raw(stack: str) -> dict:
-    return {k[len(PREFIX):]: v for k, v in stack_yaml(stack).items() if k.startswith(PREFIX)}
-
-
-def problems(config: dict) -> list[str]:
-    with pytest.raises(ConfigError) as info:
-        parse_config(config)
-    return info.value.problems
 
 
 @pytest.mark.parametrize("mutate, expected", [

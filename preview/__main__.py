@@ -50,7 +50,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     custom = [r for r in run.resources if r.custom]
     print(f"stack {args.stack}: {len(custom)} resources, {len(render.manifests(run))} Kubernetes objects, "
           f"{len(render.helm_releases(run))} Helm releases -> {out}")
-    for name, n in sorted(Counter(render.component_of(run, r) for r in custom).items()):
+    for name, n in sorted(render.components(run).items()):
         print(f"  {n:4d}  {name}")
     kinds = Counter(m.get("kind") for m in render.manifests(run))
     if kinds:

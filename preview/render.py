@@ -33,13 +33,16 @@ def plan(run: Run) -> dict[str, Any]:
     return {"stack": run.stack, "resources": [r.to_plan() for r in run.resources], "outputs": run.outputs}
 
 
-def component_of(run: Run, r: Registration) -> str:
-    """The top-level component (direct child of the stack) a resource belongs to."""
+def components(run: Run) -> Counter:
+    """Custom resources per top-level component (a direct child of the stack)."""
     by_urn = {x.urn: x for x in run.resources}
-    node = r
-    while node.parent in by_urn:
-        node = by_urn[node.parent]
-    return f"{node.name} ({node.type})" if not node.custom else "(stack)"
+
+    def top(node: Registration) -> str:
+        while node.parent in by_urn:
+            node = by_urn[node.parent]
+        return f"{node.name} ({node.type})" if not node.custom else "(stack)"
+
+    return Counter(top(r) for r in run.resources if r.custom)
 
 
 def gpu_pool_details(run: Run) -> list[GpuPool]:
@@ -53,7 +56,7 @@ def gpu_pools(run: Run) -> list[tuple[str, str, int]]:
 
 
 def summary(run: Run, violations: list) -> str:
-    per_component = Counter(component_of(run, r) for r in run.resources if r.custom)
+    per_component = components(run)
     kinds = Counter(m.get("kind", "?") for m in manifests(run))
     lines = [f"# Offline preview of stack `{run.stack}`", "",
              f"{sum(1 for r in run.resources if r.custom)} resources, {len(manifests(run))} Kubernetes objects, "

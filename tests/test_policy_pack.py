@@ -220,3 +220,21 @@ def _registrations(plan: Plan):
 def test_stack_policies_see_every_custom_resource(prod):
     stack_policies = [p for p in POLICIES if isinstance(p, StackValidationPolicy)]
     assert stack_policies and check._policy_resources(prod.resources)
+
+
+def test_the_crossguard_entry_point_serves_exactly_the_shared_policy_objects(monkeypatch):
+    """`pulumi preview --policy-pack policies` runs policies/__main__.py: it must hand over POLICIES itself."""
+    import runpy
+
+    import pulumi_policy
+
+    served = {}
+
+    class RecordingPack:
+        def __init__(self, name, policies, **kwargs):
+            served.update(name=name, policies=policies)
+
+    monkeypatch.setattr(pulumi_policy, "PolicyPack", RecordingPack)
+    runpy.run_path(str(PROJECT_DIR / "policies" / "__main__.py"), run_name="__main__")
+    assert served["name"] == "mlops-platform"
+    assert served["policies"] is POLICIES

@@ -6,7 +6,8 @@ from components.cluster import Cluster, ClusterArgs
 from components.config import (gpu_pools, load_config, notebook_profiles, team_gpu_quota, team_notebook_group,
                                training_pool)
 from components.datasets import Datasets, DatasetsArgs
-from components.endpoints import JUPYTERHUB_API, MLFLOW, NOTEBOOK_INGRESS, PRIORITY_CLASSES, PROMETHEUS, SERVING_INGRESS
+from components.endpoints import (JUPYTERHUB_API, MLFLOW, NOTEBOOK_INGRESS, NOTEBOOK_SPAWNER, PRIORITY_CLASSES,
+                                  PROMETHEUS, SERVING_INGRESS)
 from components.gpu_operator import GpuOperator, GpuOperatorArgs
 from components.karpenter import Karpenter, KarpenterArgs
 from components.mlflow import Mlflow, MlflowArgs
@@ -52,7 +53,10 @@ datasets = Datasets("datasets", DatasetsArgs(
     protect_data=config.protect_data, is_prod=config.is_prod,
 ))
 
-tenancy = Tenancy("tenancy", TenancyArgs(access=cluster.access, priority_classes=PRIORITY_CLASSES))
+tenancy = Tenancy("tenancy", TenancyArgs(
+    access=cluster.access, priority_classes=PRIORITY_CLASSES,
+    notebook_spawner=NOTEBOOK_SPAWNER if config.notebooks.enabled else None,
+))
 teams = {t.name: Team(f"team-{t.name}", TeamArgs(
     config=t, access=cluster.access, mlflow=MLFLOW, serving_ingress=SERVING_INGRESS, jupyterhub_api=JUPYTERHUB_API,
     notebook_ingress=NOTEBOOK_INGRESS, s3_cidrs=tenancy.s3_cidrs, sts_cidrs=network.sts_endpoint_cidrs,

@@ -70,6 +70,9 @@ JUPYTERHUB_API = ServiceEndpoint(
     port=8081,
     url="http://hub.jupyterhub.svc.cluster.local:8081",
 )
+# The identity that creates notebook pods (KubeSpawner in the hub). Only it may label a pod `job-type: notebook`,
+# the label that opens the notebook egress (package indexes) in team namespaces.
+NOTEBOOK_SPAWNER = "system:serviceaccount:jupyterhub:hub"
 NOTEBOOK_INGRESS = (
     PodSource(namespace="jupyterhub", pod_labels={"app": "jupyterhub", "component": "proxy"}),
     PodSource(namespace="jupyterhub", pod_labels={"app": "jupyterhub", "component": "hub"}),

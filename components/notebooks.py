@@ -35,6 +35,7 @@ from components import labels
 from components.config import NotebookProfile, NotebooksConfig, TeamConfig, duration_seconds
 from components.endpoints import (
     JUPYTERHUB_API,
+    NOTEBOOK_SPAWNER,
     NOTEBOOK_INGRESS,
     PRIORITY_CLASSES,
     ClusterAccess,
@@ -217,6 +218,8 @@ def check_endpoints(api: ServiceEndpoint, ingress: tuple[PodSource, ...]) -> Non
     got = {(s.namespace, s.pod_labels.get("app"), s.pod_labels.get("component")) for s in ingress}
     if got != {(NAMESPACE, "jupyterhub", "hub"), (NAMESPACE, "jupyterhub", "proxy")}:
         raise ValueError(f"NOTEBOOK_INGRESS {ingress} must name the hub and proxy pods in '{NAMESPACE}'")
+    if NOTEBOOK_SPAWNER != f"system:serviceaccount:{NAMESPACE}:{HUB_SERVICE_ACCOUNT}":
+        raise ValueError(f"NOTEBOOK_SPAWNER {NOTEBOOK_SPAWNER} is not this hub's service account")
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -133,6 +133,29 @@ def _tcp(port: int) -> list[dict[str, Any]]:
 class TenancyArgs:
     access: ClusterAccess
     priority_classes: PriorityClasses
+    # Who may create pods labelled `job-type: notebook` (NOTEBOOK_SPAWNER); None: nobody (no JupyterHub).
+    notebook_spawner: str | None = None
+
+
+NOTEBOOK_LABEL_POLICY = "mlops-notebook-label"
+
+
+def notebook_label_validations(spawner: str | None) -> list[dict[str, str]]:
+    """CEL for the admission policy: `job-type: notebook` (which opens the notebook egress) only on pods the hub
+    creates; a pod that already carries it may be updated by anyone (the hub, controllers adding status)."""
+    def notebook(obj: str) -> str:
+        return (f"has({obj}.metadata.labels) && '{labels.JOB_TYPE}' in {obj}.metadata.labels && "
+                f"{obj}.metadata.labels['{labels.JOB_TYPE}'] == 'notebook'")
+
+    allowed = f"request.userInfo.username == '{spawner}'" if spawner else "false"
+    # oldObject is null on CREATE: only read it on UPDATE.
+    return [{
+        "expression": f"!({notebook('object')}) || (request.operation == 'UPDATE' && {notebook('oldObject')}) "
+                      f"|| {allowed}",
+        "message": f"Only JupyterHub may start pods labelled {labels.JOB_TYPE}: notebook; that label opens the "
+                   "notebook egress (package indexes). Use job-type: training for jobs.",
+        "reason": "Forbidden",
+    }]
 
 
 class Tenancy(pulumi.ComponentResource):
@@ -158,6 +181,35 @@ class Tenancy(pulumi.ComponentResource):
                 opts=k8s_opts,
             )
             self.priority_class_names.append(class_name)
+
+        # Team NetworkPolicies trust the `job-type` label; the one that opens extra egress is the hub's to set.
+        label_policy = k8s.admissionregistration.v1.ValidatingAdmissionPolicy(
+            f"{name}-notebook-label",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=NOTEBOOK_LABEL_POLICY),
+            spec=k8s.admissionregistration.v1.ValidatingAdmissionPolicySpecArgs(
+                failure_policy="Fail",
+                match_constraints=k8s.admissionregistration.v1.MatchResourcesArgs(
+                    resource_rules=[k8s.admissionregistration.v1.NamedRuleWithOperationsArgs(
+                        api_groups=[""], api_versions=["v1"], operations=["CREATE", "UPDATE"], resources=["pods"])],
+                ),
+                validations=[k8s.admissionregistration.v1.ValidationArgs(**v)
+                             for v in notebook_label_validations(args.notebook_spawner)],
+            ),
+            opts=k8s_opts,
+        )
+        k8s.admissionregistration.v1.ValidatingAdmissionPolicyBinding(
+            f"{name}-notebook-label",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=NOTEBOOK_LABEL_POLICY),
+            spec=k8s.admissionregistration.v1.ValidatingAdmissionPolicyBindingSpecArgs(
+                policy_name=NOTEBOOK_LABEL_POLICY,
+                validation_actions=["Deny", "Audit"],
+                match_resources=k8s.admissionregistration.v1.MatchResourcesArgs(
+                    namespace_selector=k8s.meta.v1.LabelSelectorArgs(match_expressions=[
+                        k8s.meta.v1.LabelSelectorRequirementArgs(key=labels.TEAM, operator="Exists")]),
+                ),
+            ),
+            opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[label_policy])),
+        )
 
         invoke = pulumi.InvokeOutputOptions(parent=self)
         region = aws.get_region_output(opts=invoke).region

@@ -290,3 +290,10 @@ def inference_latency_buckets_seconds() -> tuple[float, ...]:
     """The bucket bounds of Knative's queue-proxy request-duration histogram: a p99 computed from it is never above
     the largest one."""
     return tuple(float(b) for b in exporter_metrics()["exporters"]["knative-queue-proxy"]["latencyBucketsSeconds"])
+
+
+@functools.cache
+def s3_prefix_lists() -> dict[str, tuple[str, list[str]]]:
+    """Region -> (prefix-list id, CIDRs) of S3's managed prefix list (components/data/s3-prefix-lists.yaml)."""
+    data = yaml.safe_load((DATA_DIR / "s3-prefix-lists.yaml").read_text())
+    return {region: (entry["id"], list(entry["cidrs"])) for region, entry in data.items()}

@@ -35,8 +35,8 @@ from components import labels
 from components.config import NotebookProfile, NotebooksConfig, TeamConfig, duration_seconds
 from components.endpoints import (
     JUPYTERHUB_API,
-    NOTEBOOK_SPAWNER,
     NOTEBOOK_INGRESS,
+    NOTEBOOK_SPAWNER,
     PRIORITY_CLASSES,
     ClusterAccess,
     PodSource,

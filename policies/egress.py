@@ -19,7 +19,7 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
-from components import labels
+from components import catalog, labels
 from policies import netpol
 
 NAMESPACE = "kubernetes:core/v1:Namespace"
@@ -30,15 +30,8 @@ TRAINING = {labels.JOB_TYPE: "training"}
 
 # Private address space: the VPC (FSx file systems, VPC endpoints) and pod networks.
 PRIVATE_CIDRS = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10"]
-# The S3 managed prefix lists (`com.amazonaws.<region>.s3`) of the regions the shipped stacks use, as
-# `aws ec2 get-managed-prefix-list-entries` lists them. Another region: add its entries to `allowedCidrs`.
-S3_PREFIX_LIST_CIDRS = {
-    "us-west-2": ["52.218.128.0/17", "52.92.128.0/17", "18.34.244.0/22", "18.34.48.0/20", "3.5.76.0/22",
-                  "3.5.80.0/21"],
-    "us-east-1": ["52.216.0.0/15", "3.5.0.0/19", "54.231.0.0/16", "16.182.0.0/16", "18.34.0.0/19",
-                  "18.34.232.0/21"],
-}
-DEFAULT_ALLOWED_CIDRS = PRIVATE_CIDRS + [c for cidrs in S3_PREFIX_LIST_CIDRS.values() for c in cidrs]
+# Plus S3's managed prefix lists of the regions in components/data/s3-prefix-lists.yaml.
+DEFAULT_ALLOWED_CIDRS = PRIVATE_CIDRS + [c for _, cidrs in catalog.s3_prefix_lists().values() for c in cidrs]
 ENFORCING_CNI_CHARTS = ["cilium", "tigera-operator", "calico"]
 
 

@@ -22,20 +22,13 @@ from pulumi_policy import (
 )
 
 from components import catalog, labels
+from policies.workloads import as_dict, as_list
 
 NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
 NODE_POOL = "kubernetes:karpenter.sh/v1:NodePool"
 CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
 EKS_GPU_TAINT = {"key": labels.GPU_TAINT["key"], "effect": labels.EKS_TAINT_EFFECT[labels.GPU_TAINT["effect"]]}
 GPU_FAMILIES = {t.split(".")[0] for t in catalog.instance_types()}
-
-
-def _dict(value: Any) -> dict:
-    return value if isinstance(value, dict) else {}
-
-
-def _list(value: Any) -> list:
-    return value if isinstance(value, list) else []
 
 
 def duration_seconds(value: Any) -> int | None:
@@ -48,18 +41,18 @@ def duration_seconds(value: Any) -> int | None:
 # ---- what is a GPU pool ---------------------------------------------------------------------------------
 
 def _template(props: dict) -> dict:
-    return _dict(_dict(_dict(props.get("spec")).get("template")))
+    return as_dict(as_dict(as_dict(props.get("spec")).get("template")))
 
 
 def node_pool_gpu_type(props: dict) -> str | None:
     """The GPU type a NodePool's nodes carry (its label, else its instance types), if it names one."""
     template = _template(props)
-    label = _dict(_dict(template.get("metadata")).get("labels")).get(labels.GPU_TYPE)
+    label = as_dict(as_dict(template.get("metadata")).get("labels")).get(labels.GPU_TYPE)
     if isinstance(label, str):
         return label
-    for req in _list(_dict(template.get("spec")).get("requirements")):
-        if _dict(req).get("key") == "node.kubernetes.io/instance-type":
-            kinds = {catalog.instance_types()[t].gpu_type for t in _list(req.get("values"))
+    for req in as_list(as_dict(template.get("spec")).get("requirements")):
+        if as_dict(req).get("key") == "node.kubernetes.io/instance-type":
+            kinds = {catalog.instance_types()[t].gpu_type for t in as_list(req.get("values"))
                      if t in catalog.instance_types()}
             if len(kinds) == 1:
                 return kinds.pop()
@@ -67,11 +60,11 @@ def node_pool_gpu_type(props: dict) -> str | None:
 
 
 def is_gpu_node_pool(props: dict) -> bool:
-    spec = _dict(props.get("spec"))
-    if labels.GPU_RESOURCE in _dict(spec.get("limits")) or node_pool_gpu_type(props):
+    spec = as_dict(props.get("spec"))
+    if labels.GPU_RESOURCE in as_dict(spec.get("limits")) or node_pool_gpu_type(props):
         return True
-    for req in _list(_dict(_template(props).get("spec")).get("requirements")):
-        key, values = _dict(req).get("key"), _list(_dict(req).get("values"))
+    for req in as_list(as_dict(_template(props).get("spec")).get("requirements")):
+        key, values = as_dict(req).get("key"), as_list(as_dict(req).get("values"))
         if key in ("karpenter.k8s.aws/instance-gpu-count", "karpenter.k8s.aws/instance-gpu-name",
                    "karpenter.k8s.aws/instance-gpu-manufacturer") and req.get("operator") != "DoesNotExist":
             return True
@@ -85,24 +78,24 @@ def is_gpu_node_pool(props: dict) -> bool:
 
 
 def is_gpu_node_group(props: dict) -> bool:
-    types = _list(props.get("instanceTypes"))
+    types = as_list(props.get("instanceTypes"))
     return bool(set(types) & set(catalog.instance_types())) or "NVIDIA" in str(props.get("amiType") or "") or any(
-        _dict(t).get("key") == labels.GPU_RESOURCE for t in _list(props.get("taints")))
+        as_dict(t).get("key") == labels.GPU_RESOURCE for t in as_list(props.get("taints")))
 
 
 # ---- taint ----------------------------------------------------------------------------------------------
 
 def taint_problems(resource_type: str, props: dict) -> list[str]:
     if resource_type == NODE_GROUP and is_gpu_node_group(props):
-        if not any(_dict(t).get("key") == EKS_GPU_TAINT["key"] and _dict(t).get("effect") == EKS_GPU_TAINT["effect"]
-                   for t in _list(props.get("taints"))):
+        if not any(as_dict(t).get("key") == EKS_GPU_TAINT["key"] and as_dict(t).get("effect") == EKS_GPU_TAINT["effect"]
+                   for t in as_list(props.get("taints"))):
             return [f"The GPU node group '{props.get('nodeGroupName')}' must carry the taint "
                     f"{labels.GPU_RESOURCE}:{EKS_GPU_TAINT['effect']}, so only pods that ask for GPUs land on it."]
     if resource_type == NODE_POOL and is_gpu_node_pool(props):
-        taints = _list(_dict(_template(props).get("spec")).get("taints"))
+        taints = as_list(as_dict(_template(props).get("spec")).get("taints"))
         taint = labels.GPU_TAINT
-        if not any(_dict(t).get("key") == taint["key"] and _dict(t).get("effect") == taint["effect"] for t in taints):
-            return [f"The GPU NodePool '{_dict(props.get('metadata')).get('name')}' must carry the taint "
+        if not any(as_dict(t).get("key") == taint["key"] and as_dict(t).get("effect") == taint["effect"] for t in taints):
+            return [f"The GPU NodePool '{as_dict(props.get('metadata')).get('name')}' must carry the taint "
                     f"{labels.GPU_RESOURCE}:{labels.GPU_TAINT['effect']}, so only pods that ask for GPUs land on it."]
     return []
 
@@ -111,17 +104,17 @@ def taint_problems(resource_type: str, props: dict) -> list[str]:
 
 def limit_problems(resource_type: str, props: dict, max_gpus: int) -> list[str]:
     if resource_type == NODE_GROUP and is_gpu_node_group(props):
-        size = _dict(props.get("scalingConfig")).get("maxSize")
-        per_node = catalog.max_gpus_per_instance(_list(props.get("instanceTypes")))
+        size = as_dict(props.get("scalingConfig")).get("maxSize")
+        per_node = catalog.max_gpus_per_instance(as_list(props.get("instanceTypes")))
         if isinstance(size, (int, float)) and per_node and size * per_node > max_gpus:
             return [f"The GPU node group '{props.get('nodeGroupName')}' may grow to {int(size) * per_node} GPUs; "
                     f"at most {max_gpus} are allowed per pool."]
     if resource_type == NODE_POOL and is_gpu_node_pool(props):
-        name = _dict(props.get("metadata")).get("name")
-        limit = _dict(_dict(props.get("spec")).get("limits")).get(labels.GPU_RESOURCE)
+        name = as_dict(props.get("metadata")).get("name")
+        limit = as_dict(as_dict(props.get("spec")).get("limits")).get(labels.GPU_RESOURCE)
         if limit is None:
             return [f"The GPU NodePool '{name}' must set a limit on {labels.GPU_RESOURCE}."]
-        physical = _dict(_dict(props.get("metadata")).get("annotations")).get(labels.MAX_GPUS, limit)
+        physical = as_dict(as_dict(props.get("metadata")).get("annotations")).get(labels.MAX_GPUS, limit)
         try:
             gpus = int(str(physical))
         except ValueError:
@@ -138,16 +131,16 @@ def limit_problems(resource_type: str, props: dict, max_gpus: int) -> list[str]:
 def scale_to_zero_problems(resource_type: str, props: dict, max_consolidate_after: int,
                            max_min_size: int) -> list[str]:
     if resource_type == NODE_GROUP and is_gpu_node_group(props):
-        low = _dict(props.get("scalingConfig")).get("minSize")
+        low = as_dict(props.get("scalingConfig")).get("minSize")
         if isinstance(low, (int, float)) and low > max_min_size:
             return [f"The GPU node group '{props.get('nodeGroupName')}' keeps {int(low)} nodes running "
                     f"(minSize); at most {max_min_size} may stay up with no GPU work."]
     if resource_type == NODE_POOL and is_gpu_node_pool(props):
-        name = _dict(props.get("metadata")).get("name")
-        spec = _dict(props.get("spec"))
+        name = as_dict(props.get("metadata")).get("name")
+        spec = as_dict(props.get("spec"))
         if spec.get("replicas") is not None:
             return [f"The GPU NodePool '{name}' is static (spec.replicas); a GPU pool must scale to zero."]
-        disruption = _dict(spec.get("disruption"))
+        disruption = as_dict(spec.get("disruption"))
         after = disruption.get("consolidateAfter")
         if after is None:
             return [f"The GPU NodePool '{name}' must set disruption.consolidateAfter so empty GPU nodes go away."]
@@ -168,7 +161,7 @@ def _config_documents(resources: list[tuple[str, dict]]) -> tuple[dict[str, dict
     for typ, props in resources:
         if typ != CONFIG_MAP:
             continue
-        for key, text in _dict(props.get("data")).items():
+        for key, text in as_dict(props.get("data")).items():
             if not isinstance(text, str):
                 continue
             try:
@@ -178,7 +171,7 @@ def _config_documents(resources: list[tuple[str, dict]]) -> tuple[dict[str, dict
             if not isinstance(doc, dict) or doc.get("version") != "v1":
                 continue
             if "mig-configs" in doc:
-                mig.update({k: _list(v) for k, v in _dict(doc["mig-configs"]).items()})
+                mig.update({k: as_list(v) for k, v in as_dict(doc["mig-configs"]).items()})
             elif set(doc) <= {"version", "flags", "sharing", "resources", "imex"}:
                 plugin[key] = doc
     return plugin, mig
@@ -191,9 +184,9 @@ def sharing_problems(resources: list[tuple[str, dict]], max_replicas: int | None
     for typ, props in resources:
         if typ != NODE_POOL or not is_gpu_node_pool(props):
             continue
-        name = _dict(props.get("metadata")).get("name")
+        name = as_dict(props.get("metadata")).get("name")
         gpu = node_pool_gpu_type(props)
-        node_labels = _dict(_dict(_template(props).get("metadata")).get("labels"))
+        node_labels = as_dict(as_dict(_template(props).get("metadata")).get("labels"))
         if gpu not in catalog.gpu_types():
             continue
         plugin_key = node_labels.get(labels.DEVICE_PLUGIN_CONFIG)
@@ -204,9 +197,9 @@ def sharing_problems(resources: list[tuple[str, dict]], max_replicas: int | None
             else:
                 low, high = catalog.time_slicing_replicas_range(gpu)
                 high = min(high, max_replicas) if max_replicas else high
-                sliced = _dict(_dict(plugin[plugin_key].get("sharing")).get("timeSlicing"))
-                for res in _list(sliced.get("resources")):
-                    replicas = _dict(res).get("replicas")
+                sliced = as_dict(as_dict(plugin[plugin_key].get("sharing")).get("timeSlicing"))
+                for res in as_list(sliced.get("resources")):
+                    replicas = as_dict(res).get("replicas")
                     if isinstance(replicas, int) and not low <= replicas <= high:
                         problems.append(f"The GPU NodePool '{name}' time-slices each {gpu} GPU into {replicas} "
                                         f"replicas; it must be between {low} and {high}.")
@@ -217,10 +210,10 @@ def sharing_problems(resources: list[tuple[str, dict]], max_replicas: int | None
                                 "ConfigMap declares.")
                 continue
             for entry in mig[mig_key]:
-                entry = _dict(entry)
+                entry = as_dict(entry)
                 if not entry.get("mig-enabled"):
                     continue
-                layout = {k: v for k, v in _dict(entry.get("mig-devices")).items() if isinstance(v, int)}
+                layout = {k: v for k, v in as_dict(entry.get("mig-devices")).items() if isinstance(v, int)}
                 for problem in catalog.mig_layout_problems(gpu, layout):
                     problems.append(f"The GPU NodePool '{name}' applies MIG config '{mig_key}' on {gpu}: {problem}.")
     return problems

@@ -162,7 +162,7 @@ gpu_team_quota_within_capacity = StackValidationPolicy(
 
 def budget_problems(resources: list[tuple[str, dict[str, Any]]]) -> list[str]:
     """Teams whose whole GPU quota, in use all month at the dearest GPU-hour of the pools, exceeds their budget."""
-    from preview import cost   # the cost command's own arithmetic and prices: one source
+    from preview import cost  # the cost command's own arithmetic and prices: one source
 
     estimate = cost.estimate(resources)
     hours = catalog.prices()["hoursPerMonth"]

@@ -23,14 +23,11 @@ from pulumi_policy import (
 )
 
 from policies.gpu_workloads import gpu_resources
+from policies.workloads import as_dict
 
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 SERVER_SHUTDOWN = "ServerApp.shutdown_no_activity_timeout"
 CHART_CULL_DEFAULTS = {"enabled": True, "timeout": 3600}      # zero-to-jupyterhub's values.yaml
-
-
-def _dict(value: Any) -> dict:
-    return value if isinstance(value, dict) else {}
 
 
 def server_arg(args: Any, name: str) -> int | None:
@@ -45,10 +42,10 @@ def server_arg(args: Any, name: str) -> int | None:
 
 def gpu_profiles(values: dict[str, Any]) -> list[dict[str, Any]]:
     """The `singleuser.profileList` entries that ask for a GPU resource."""
-    profiles = _dict(values.get("singleuser")).get("profileList")
+    profiles = as_dict(values.get("singleuser")).get("profileList")
     found = []
     for p in profiles if isinstance(profiles, list) else []:
-        override = _dict(_dict(p).get("kubespawner_override"))
+        override = as_dict(as_dict(p).get("kubespawner_override"))
         asked = override.get("extra_resource_limits"), override.get("extra_resource_guarantees")
         if gpu_resources(asked[0]) | gpu_resources(asked[1]):
             found.append(p)
@@ -56,13 +53,13 @@ def gpu_profiles(values: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def culling_problems(values: dict[str, Any], max_idle_seconds: int) -> list[str]:
-    cull = {**CHART_CULL_DEFAULTS, **_dict(values.get("cull"))}
+    cull = {**CHART_CULL_DEFAULTS, **as_dict(values.get("cull"))}
     hub_timeout = cull.get("timeout") if cull.get("enabled") is True else None
     hub_ok = isinstance(hub_timeout, int) and 0 < hub_timeout <= max_idle_seconds
     problems = []
     for p in gpu_profiles(values):
         name = p.get("slug") or p.get("display_name")
-        server = server_arg(_dict(p.get("kubespawner_override")).get("args"), SERVER_SHUTDOWN)
+        server = server_arg(as_dict(p.get("kubespawner_override")).get("args"), SERVER_SHUTDOWN)
         if (server is not None and 0 < server <= max_idle_seconds) or hub_ok:
             continue
         server_text = f"stops itself after {server}s idle" if server else "never stops itself when idle"
@@ -76,7 +73,7 @@ def culling_problems(values: dict[str, Any], max_idle_seconds: int) -> list[str]
 def _validate_culling(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
     if args.resource_type != HELM_RELEASE:
         return
-    values = _dict(args.props.get("values"))
+    values = as_dict(args.props.get("values"))
     for problem in culling_problems(values, int(args.get_config().get("maxGpuIdleSeconds", 3600))):
         report_violation(problem)
 

@@ -11,6 +11,15 @@ from typing import Any, Iterator
 K8S = "kubernetes:"
 
 
+def as_dict(value: Any) -> dict:
+    """`value` if it is a mapping, else {} (an unknown or missing prop during a real preview)."""
+    return value if isinstance(value, dict) else {}
+
+
+def as_list(value: Any) -> list:
+    return value if isinstance(value, list) else []
+
+
 def _get(d: Any, *path: str) -> Any:
     for key in path:
         if not isinstance(d, dict):

@@ -7,11 +7,13 @@ and `preview diff` shows only real changes.
 from __future__ import annotations
 
 import base64
-import ipaddress
 import hashlib
+import ipaddress
 from typing import Any
 
 import pulumi
+
+from components import catalog
 
 ACCOUNT_ID = "123456789012"
 
@@ -30,13 +32,8 @@ ID_PREFIX = {
     "aws:kms/key:Key": "",
 }
 
-# S3's managed prefix list as `ec2 describe-managed-prefix-lists` shows it for us-west-2 / us-east-1.
-S3_PREFIX_LISTS = {
-    "us-west-2": ("pl-68a54001", ["52.218.128.0/17", "52.92.128.0/17", "18.34.244.0/22", "18.34.48.0/20",
-                                  "3.5.76.0/22", "3.5.80.0/21"]),
-    "us-east-1": ("pl-63a5400a", ["52.216.0.0/15", "3.5.0.0/19", "54.231.0.0/16", "16.182.0.0/16",
-                                  "18.34.0.0/19", "18.34.232.0/21"]),
-}
+# S3's managed prefix list per region: the same data the policy pack's default allowlist uses.
+S3_PREFIX_LISTS = catalog.s3_prefix_lists()
 
 
 def _hex(*parts: str, length: int = 17) -> str:

@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from components import catalog, labels
-from policies import capacity
+
 # The price functions live in the catalog, so the cost dashboards (components/observability.py) price GPU-hours with
 # exactly what this command uses.
 from components.catalog import PRICES_FILE, gpu_hour_price, instance_price, prices  # noqa: F401 (re-exported)
+from policies import capacity
 
 INSTANCE_TYPE_KEY = "node.kubernetes.io/instance-type"
 INSTANCE_FAMILY_KEY = "karpenter.k8s.aws/instance-family"

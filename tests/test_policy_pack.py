@@ -217,9 +217,14 @@ def _registrations(plan: Plan):
     return registrations(plan)
 
 
-def test_stack_policies_see_every_custom_resource(prod):
-    stack_policies = [p for p in POLICIES if isinstance(p, StackValidationPolicy)]
-    assert stack_policies and check._policy_resources(prod.resources)
+def test_stack_policies_see_every_custom_resource_with_its_props(prod):
+    seen = []
+    spy = StackValidationPolicy(name="spy-stack", description="records what a stack policy is given",
+                                validate=lambda args, report: seen.extend(args.resources))
+    check.evaluate([spy], prod.resources)
+    custom = [r for r in prod.resources if r.custom]
+    assert [r.urn for r in seen] == [r.urn for r in custom]
+    assert all(s.props == r.inputs and s.resource_type == r.type for s, r in zip(seen, custom))
 
 
 def test_the_crossguard_entry_point_serves_exactly_the_shared_policy_objects(monkeypatch):

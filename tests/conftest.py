@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ import pytest
 import yaml
 
 from preview import engine, render
+from tests import upstream
 
 PROJECT_DIR = engine.PROJECT_DIR
 
@@ -87,10 +87,9 @@ def prod() -> Rendered:
 
 @pytest.fixture(scope="session")
 def schemas_dir() -> Path:
-    path = Path(os.environ.get("MLOPS_SCHEMAS_DIR", PROJECT_DIR.parent / "shared" / "schemas"))
-    if not (path / "crds").is_dir():
-        message = f"upstream schemas not found at {path} (set MLOPS_SCHEMAS_DIR)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
+    return upstream.data_dir("schemas")
+
+
+@pytest.fixture(scope="session")
+def charts_dir() -> Path:
+    return upstream.data_dir("charts")

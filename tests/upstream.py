@@ -1,0 +1,62 @@
+"""Where the suite finds upstream test data (CRD/values schemas, packed charts) and external tools.
+
+One mechanism, in this order:
+1. an environment variable (`MLOPS_SCHEMAS_DIR`, `MLOPS_CHARTS_DIR`; tools: `MLOPS_HELM`, `MLOPS_PROMTOOL`, ...);
+2. `../shared/<kind>` beside the checkout (how this project's CI runs);
+3. `.cache/test-data/<kind>` inside the checkout, which `make test-data` fills from pinned upstream URLs.
+Missing data or tools fail the test under `CI=true` and skip it elsewhere, with one line saying how to get them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+CACHE_DIR = PROJECT_DIR / ".cache"
+DATA_KINDS = {"schemas": ("MLOPS_SCHEMAS_DIR", "crds"), "charts": ("MLOPS_CHARTS_DIR", "SOURCES.md")}
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def missing(message: str) -> None:
+    """Fail under CI (a CI run without its test data proves nothing), skip elsewhere."""
+    if in_ci():
+        pytest.fail(f"{message} (CI=true: missing test data or tools are failures)")
+    pytest.skip(message)
+
+
+def candidates(kind: str) -> list[Path]:
+    env, _ = DATA_KINDS[kind]
+    found = [Path(os.environ[env])] if os.environ.get(env) else []
+    return found + [PROJECT_DIR.parent / "shared" / kind, CACHE_DIR / "test-data" / kind]
+
+
+def locate(kind: str) -> Path | None:
+    """The first candidate folder that holds the kind's marker file or folder, else None."""
+    _, marker = DATA_KINDS[kind]
+    return next((p for p in candidates(kind) if (p / marker).exists()), None)
+
+
+def data_dir(kind: str) -> Path:
+    path = locate(kind)
+    if path is None:
+        env, _ = DATA_KINDS[kind]
+        missing(f"upstream {kind} not found in {', '.join(map(str, candidates(kind)))}: "
+                f"run `make test-data` (needs internet) or set {env}")
+    return path
+
+
+def tool(name: str, how: str) -> str:
+    """Path of an external tool: `MLOPS_<NAME>`, else `.cache/tools/<name>`, else PATH; `how` says how to install it."""
+    env = f"MLOPS_{name.upper()}"
+    for path in (os.environ.get(env), CACHE_DIR / "tools" / name, shutil.which(name)):
+        if path and Path(path).is_file() and os.access(path, os.X_OK):
+            return str(path)
+    missing(f"{name} not found (set {env}, or {how})")
+    raise AssertionError("unreachable")

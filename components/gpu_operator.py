@@ -19,8 +19,9 @@ import pulumi_kubernetes as k8s
 import yaml
 
 from components import catalog, labels
-from components.config import GpuAlertsConfig, GpuConfig, GpuNodePoolConfig
+from components.config import GpuConfig, GpuNodePoolConfig
 from components.endpoints import ClusterAccess
+from components.observability.rules import gpu_waste_alert_rules
 
 GPU_OPERATOR_VERSION = "v26.7.0"
 GPU_OPERATOR_REPO = "https://helm.ngc.nvidia.com/nvidia"
@@ -90,7 +91,7 @@ class GpuOperator(pulumi.ComponentResource):
         )
 
         # Scraped by the Prometheus operator: declared after the release that installs its CRDs.
-        rules = alert_rules(gpu.alerts) if args.monitoring is not None else []
+        rules = gpu_waste_alert_rules(gpu.alerts, NAMESPACE) if args.monitoring is not None else []
         if args.monitoring is not None:
             after_crds = pulumi.ResourceOptions(parent=self, provider=access.provider,
                                                 depends_on=[self.release, args.monitoring])
@@ -204,40 +205,3 @@ def service_monitor_spec() -> dict:
         # instead of renaming them `exported_*` in favour of the exporter pod's own.
         "endpoints": [{"port": DCGM_EXPORTER_PORT, "path": "/metrics", "interval": "15s", "honorLabels": True}],
     }
-
-
-def alert_rules(alerts: GpuAlertsConfig) -> list[dict]:
-    """The waste alerts: a GPU held by a pod but idle; a pod using far less GPU memory than its GPU has."""
-    # GPUs no pod holds carry the exporter pod's own namespace/pod (honorLabels): not "held".
-    held = f'{{namespace!="",namespace!="{NAMESPACE}",pod!=""}}'
-    idle = alerts.idle_utilization_percent
-    mem = alerts.memory_used_percent
-    return [
-        {
-            "alert": "GpuAllocatedButIdle",
-            # Engine activity (also reported for MIG devices), else the coarser GPU utilisation.
-            "expr": (f"(avg_over_time(DCGM_FI_PROF_GR_ENGINE_ACTIVE{held}[5m]) * 100"
-                     f" or avg_over_time(DCGM_FI_DEV_GPU_UTIL{held}[5m])) < {idle}"),
-            "for": alerts.idle_for,
-            "labels": {"severity": "warning", "category": "gpu-waste"},
-            "annotations": {
-                "summary": "A GPU is allocated to a pod that does not use it.",
-                "description": (f"GPU {{{{ $labels.gpu }}}} on {{{{ $labels.Hostname }}}} is held by "
-                                f"{{{{ $labels.namespace }}}}/{{{{ $labels.pod }}}} and has been below {idle}% busy "
-                                f"for {alerts.idle_for}. Stop the pod or release the GPU."),
-            },
-        },
-        {
-            "alert": "GpuMemoryRightsizing",
-            "expr": (f"max_over_time(DCGM_FI_DEV_FB_USED{held}[10m]) * 100"
-                     f" / (DCGM_FI_DEV_FB_USED{held} + DCGM_FI_DEV_FB_FREE{held}) < {mem}"),
-            "for": alerts.rightsizing_for,
-            "labels": {"severity": "info", "category": "gpu-waste"},
-            "annotations": {
-                "summary": "A pod uses a small part of its GPU's memory; a smaller GPU or MIG slice would do.",
-                "description": (f"{{{{ $labels.namespace }}}}/{{{{ $labels.pod }}}} has used under {mem}% of the "
-                                f"memory of GPU {{{{ $labels.gpu }}}} ({{{{ $labels.modelName }}}}) for "
-                                f"{alerts.rightsizing_for}. Move it to a time-sliced pool or a MIG profile."),
-            },
-        },
-    ]

@@ -32,7 +32,8 @@ import pulumi_kubernetes as k8s
 import yaml
 
 from components import labels
-from components.config import GpuPool, TrainingConfig
+from components.config import TrainingConfig
+from components.planning.gpu_supply import GpuPool
 from components.endpoints import PRIORITY_CLASSES, ClusterAccess, TeamAccess
 
 # ---- pinned versions, in one place

@@ -15,7 +15,8 @@ from pulumi_policy import (
 )
 
 from components import catalog, labels
-from policies.capacity import gpu_pools
+from components.planning import cost  # the cost command's own arithmetic and prices: one source
+from components.planning.declared_pools import gpu_pools
 from policies.workloads import containers, pod_specs
 
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
@@ -162,8 +163,6 @@ gpu_team_quota_within_capacity = StackValidationPolicy(
 
 def budget_problems(resources: list[tuple[str, dict[str, Any]]]) -> list[str]:
     """Teams whose whole GPU quota, in use all month at the dearest GPU-hour of the pools, exceeds their budget."""
-    from preview import cost  # the cost command's own arithmetic and prices: one source
-
     estimate = cost.estimate(resources)
     hours = catalog.prices()["hoursPerMonth"]
     problems = []

@@ -9,8 +9,8 @@ from typing import Any
 
 import yaml
 
-from policies import capacity
-from policies.capacity import GpuPool
+from components.planning import declared_pools as capacity
+from components.planning.declared_pools import GpuPool
 from preview.engine import Registration, Run
 
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"

@@ -1,0 +1,168 @@
+"""`notebooks`: JupyterHub's authentication, profiles, home volumes and culling (components/notebooks.py)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from components import catalog
+from components.config.problems import Problem, known
+from components.config.supply_chain import image_allowed
+from components.config.types import DnsLabel, Duration, HttpsUrl, MigProfile, Model, PinnedImage, duration_seconds
+from components.planning import gpu_supply, notebook_profiles
+
+if TYPE_CHECKING:
+    from components.config.platform import PlatformConfig
+
+NotebookGpuSharing = Literal["none", "time-slicing", "mig"]
+
+
+class NotebookGpuConfig(Model):
+    """The GPU a notebook profile asks for: whole GPUs of a type, one time-sliced replica, or one MIG instance."""
+
+    type: str                                            # a gpuTypes key of components/data/gpus.yaml, e.g. t4
+    count: Annotated[int, Field(ge=1, le=8)] = 1         # whole GPUs; a shared or MIG profile gets one unit
+    sharing: NotebookGpuSharing = "none"
+    mig_profile: MigProfile | None = None   # with sharing 'mig', e.g. 1g.10gb
+
+    @field_validator("type")
+    @classmethod
+    def _known_gpu_type(cls, value: str) -> str:
+        if value not in catalog.gpu_types():
+            raise ValueError(f"is not a GPU type of components/data/gpus.yaml; known: {', '.join(catalog.gpu_types())}")
+        return value
+
+    @model_validator(mode="after")
+    def _sharing_fields(self) -> NotebookGpuConfig:
+        if self.sharing != "none" and self.count != 1:
+            raise ValueError(f"count must be 1 with sharing '{self.sharing}': a pod gets one replica or MIG instance")
+        if (self.sharing == "mig") != (self.mig_profile is not None):
+            raise ValueError("migProfile goes with sharing 'mig' and only with it, for example "
+                             "{type: a100-80gb, sharing: mig, migProfile: 1g.10gb}")
+        return self
+
+
+class NotebookProfileConfig(Model):
+    """A JupyterHub server profile. Teams list the names they may use in `teams[].notebookProfiles`."""
+
+    name: DnsLabel
+    display_name: str | None = None
+    description: str | None = None
+    cpu: Annotated[float, Field(gt=0, le=192)]
+    memory_gb: Annotated[int, Field(alias="memoryGB", ge=1, le=2048)]    # KubeSpawner "G" (10^9 bytes)
+    gpu: NotebookGpuConfig | None = None
+    image: PinnedImage | None = None          # default: the CPU or CUDA image of components/notebooks.py
+    pool: DnsLabel | None = None              # pin a GPU pool; default: the best pool offering the GPU
+
+
+class NotebookCullingConfig(Model):
+    """Idle culling: the hub's culler for every server, a shorter server-side timeout for GPU profiles."""
+
+    idle_timeout: Duration = "8h"             # any server idle this long is stopped (the hub's culler)
+    gpu_idle_timeout: Duration = "1h"         # GPU profiles: the server stops itself after this long idle
+    max_age: Duration = "72h"                 # any server is stopped after this long, busy or not
+    gpu_max_age: Duration = "24h"             # GPU profiles' pods are ended after this long (activeDeadlineSeconds)
+    every: Duration = "10m"                   # how often the hub's culler looks
+
+    @model_validator(mode="after")
+    def _ordered(self) -> NotebookCullingConfig:
+        s = duration_seconds
+        if s(self.gpu_idle_timeout) > s(self.idle_timeout):
+            raise ValueError("gpuIdleTimeout must not exceed idleTimeout: GPU notebooks are culled sooner, not later")
+        if s(self.gpu_max_age) > s(self.max_age):
+            raise ValueError("gpuMaxAge must not exceed maxAge")
+        if s(self.idle_timeout) > s(self.max_age) or s(self.gpu_idle_timeout) > s(self.gpu_max_age):
+            raise ValueError("an idle timeout longer than its maximum age never applies; shorten it")
+        if s(self.every) > s(self.gpu_idle_timeout):
+            raise ValueError("every must not exceed gpuIdleTimeout, or the culler looks too rarely to honour it")
+        if min(s(self.gpu_idle_timeout), s(self.every)) < 60:
+            raise ValueError("timeouts below one minute would cull servers while they start")
+        return self
+
+
+class NotebookAuthConfig(Model):
+    """How people log in to JupyterHub. `github` and `oidc` take the client secret as a `secure:` config value."""
+
+    type: Literal["github", "oidc", "dummy"] = "dummy"        # dummy: any password, dev only (refused in prod)
+    client_id: str | None = None
+    client_secret: str | None = None          # `pulumi config set --path --secret notebooks.auth.clientSecret`
+    callback_url: HttpsUrl | None = None      # https://<host>/hub/oauth_callback
+    allowed_organizations: list[str] = []     # github: only members of these organizations log in
+    authorize_url: HttpsUrl | None = None     # oidc: the provider's endpoints
+    token_url: HttpsUrl | None = None
+    userdata_url: HttpsUrl | None = None
+    username_claim: str = "preferred_username"
+    groups_claim: str = "groups"              # oidc: the claim listing the user's groups (team membership)
+    admin_groups: list[str] = []              # JupyterHub admins
+    dummy_users: dict[str, list[DnsLabel]] = {}   # dummy: user -> teams it belongs to (dev)
+
+    @model_validator(mode="after")
+    def _fields_for_type(self) -> NotebookAuthConfig:
+        if self.type != "dummy":
+            missing = [k for k, v in (("clientId", self.client_id), ("clientSecret", self.client_secret),
+                                      ("callbackUrl", self.callback_url)) if not v]
+            if missing:
+                raise ValueError(f"type '{self.type}' needs {', '.join(missing)} (the client secret as a secure "
+                                 "value: pulumi config set --path --secret mlops-platform:notebooks.auth.clientSecret)")
+            if self.dummy_users:
+                raise ValueError("dummyUsers only applies to type 'dummy'")
+        if self.type == "github" and not self.allowed_organizations:
+            raise ValueError("type 'github' needs allowedOrganizations, or every GitHub user could log in")
+        if self.type == "oidc" and not (self.authorize_url and self.token_url and self.userdata_url):
+            raise ValueError("type 'oidc' needs authorizeUrl, tokenUrl and userdataUrl (the provider's endpoints)")
+        if self.type != "oidc" and any((self.authorize_url, self.token_url, self.userdata_url)):
+            raise ValueError("authorizeUrl, tokenUrl and userdataUrl only apply to type 'oidc'")
+        return self
+
+
+class NotebooksConfig(Model):
+    """JupyterHub: authentication, profiles (generated from the GPU pools, plus `profiles`), home volumes, culling."""
+
+    enabled: bool = True
+    auth: NotebookAuthConfig = NotebookAuthConfig()
+    profiles: list[NotebookProfileConfig] = []      # added to the generated ones; same name replaces one
+    home_gib: Annotated[int, Field(alias="homeGiB", ge=1, le=1000)] = 10    # per user and team (gp3 PVC)
+    culling: NotebookCullingConfig = NotebookCullingConfig()
+    team_groups: dict[DnsLabel, str] = {}     # team -> JupyterHub group of its members; default the team's `group`
+    hub_replicas: Literal[1] = 1              # the hub keeps state in sqlite on a PVC: one replica only
+
+
+def problems(cfg: PlatformConfig) -> list[Problem]:
+    """Profiles against the GPU pools, teams' profiles against their quotas, authentication in prod."""
+    nb = cfg.notebooks
+    errors: list[Problem] = []
+    if cfg.is_prod and nb.enabled and nb.auth.type == "dummy":
+        errors.append(Problem("notebooks.auth.type", "must not be 'dummy' in prod (anyone could log in with any password); "
+                              "use 'github' or 'oidc' with a secure clientSecret", nb.auth.type))
+    profiles, profile_errors = notebook_profiles.resolve_notebook_profiles(cfg)
+    errors += profile_errors
+    allowed = list(cfg.supply_chain.allowed_registries)
+    for i, p in enumerate(nb.profiles):
+        if p.image is not None and not image_allowed(p.image, allowed):
+            errors.append(Problem(f"notebooks.profiles[{i}].image", "is not from a registry in supplyChain.allowedRegistries; "
+                                  "the team namespaces' admission policy would refuse the notebook pod", p.image))
+    team_names = [t.name for t in cfg.teams]
+    for team, _ in nb.team_groups.items():
+        if team not in team_names:
+            errors.append(Problem(f"notebooks.teamGroups.{team}", f"names no team in `teams`; known: "
+                                  f"{known(team_names, team)}", team))
+    for user, teams in nb.auth.dummy_users.items():
+        for j, team in enumerate(teams):
+            if team not in team_names:
+                errors.append(Problem(f"notebooks.auth.dummyUsers.{user}[{j}]", f"names no team in `teams`; known: "
+                                      f"{known(team_names, team)}", team))
+    for i, team in enumerate(cfg.teams):
+        quota = gpu_supply.team_gpu_quota(cfg, team)
+        for j, name in enumerate(team.notebook_profiles):
+            path = f"teams[{i}].notebookProfiles[{j}]"
+            if name not in profiles:
+                if not any(e.path.startswith("notebooks.profiles") for e in profile_errors):
+                    errors.append(Problem(path, f"names no notebook profile of this stack; known: {', '.join(profiles)} "
+                                          "(generated from the GPU pools, plus notebooks.profiles)", name))
+                continue
+            p = profiles[name]
+            if p.resource is not None and p.units > quota.get(p.resource, 0):
+                errors.append(Problem(path, f"asks for {p.units} {p.resource} per notebook, more than the team's quota of "
+                                      f"{quota.get(p.resource, 0)}; raise the quota or use a smaller profile", name))
+    return errors

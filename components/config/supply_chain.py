@@ -1,0 +1,69 @@
+"""`supplyChain`: team image repositories, CI push roles and image admission (components/supply_chain.py)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Literal
+
+from pydantic import Field
+
+from components.config.problems import Problem
+from components.config.types import GithubRepository, Model, RegistryPrefix
+
+if TYPE_CHECKING:
+    from components.config.platform import PlatformConfig
+
+# Images that may run besides the stack's own team ECR repositories (README, "Supply chain"). Team namespaces also
+# run pods the platform's controllers build, so their upstream images must pass too; the policy pack checks every
+# workload the program declares against this list. A `docker.io/<org>/` entry also allows the short `<org>/...`.
+DEFAULT_ALLOWED_REGISTRIES = (
+    "public.ecr.aws/docker/library/",   # Docker's official images (python, ubuntu, ...) as mirrored on ECR Public
+    "nvcr.io/nvidia/",                  # NVIDIA NGC: CUDA, PyTorch, Triton (also KServe's Triton runtime)
+    "ghcr.io/mlflow/",                  # the MLflow tracking server (components/mlflow.py)
+    "docker.io/kserve/",                # KServe model servers and storage-initializer in InferenceService pods
+    "docker.io/pytorch/",               # KServe's TorchServe runtime
+    "docker.io/tensorflow/",            # KServe's TensorFlow Serving runtime
+    "gcr.io/knative-releases/",         # Knative's queue-proxy sidecar in InferenceService pods
+    "quay.io/jupyter/",                 # Jupyter's notebook images
+    "quay.io/jupyterhub/",              # zero-to-jupyterhub's single-user helpers
+    "docker.io/kubeflow/",              # the Kubeflow training operator (components/training.py)
+    "docker.io/mpioperator/",           # the kubectl-delivery init container it puts into MPIJob launchers
+)
+
+
+class SupplyChainConfig(Model):
+    allowed_registries: list[RegistryPrefix] = list(DEFAULT_ALLOWED_REGISTRIES)   # plus this stack's team ECR
+    scanning: Literal["basic", "enhanced"] = "basic"      # enhanced: Amazon Inspector, continuous, registry-wide
+    admission_action: Literal["Deny", "Warn"] = "Deny"    # Warn: report violations to the client, admit anyway
+    untagged_image_days: Annotated[int, Field(ge=1, le=365)] = 7      # untagged images expire after this
+    max_images: Annotated[int, Field(ge=10, le=10000)] = 500          # per team repository, oldest expire first
+    # The repository holding this platform's `.github/workflows/team-image.yml`: CI roles trust only that
+    # workflow (its `job_workflow_ref`), so every pushed image went through its Trivy scan.
+    workflow_repository: GithubRepository | None = None
+    # The account's existing IAM OIDC provider for token.actions.githubusercontent.com (one per account); none:
+    # this stack declares it.
+    github_oidc_provider_arn: Annotated[str, Field(
+        pattern=r"^arn:aws[-a-z]*:iam::\d{12}:oidc-provider/token\.actions\.githubusercontent\.com$")] | None = None
+
+
+def image_allowed(image: str, prefixes: list[str]) -> bool:
+    """The admission policy's prefix rule (a `docker.io/<org>/` prefix also allows the short `<org>/...`)."""
+    short = [p[len("docker.io/"):] for p in prefixes if p.startswith("docker.io/")]
+    first = image.split("/", 1)[0]
+    return any(image.startswith(p) for p in prefixes) or ("." not in first and any(image.startswith(p) for p in short))
+
+
+def problems(cfg: PlatformConfig) -> list[Problem]:
+    """CI push roles trust only the platform's scanning workflow; prod admission denies."""
+    errors: list[Problem] = []
+    sc = cfg.supply_chain
+    pushers = [f"teams[{i}].ciRepository" for i, t in enumerate(cfg.teams) if t.ci_repository]
+    if pushers and sc.workflow_repository is None:
+        errors.append(Problem("supplyChain.workflowRepository",
+                              f"is required when a team sets ciRepository ({', '.join(pushers)}): name the repository "
+                              "holding .github/workflows/team-image.yml (owner/name), so only that scanning workflow may "
+                              "push images", None))
+    if cfg.is_prod and sc.admission_action != "Deny":
+        errors.append(Problem("supplyChain.admissionAction",
+                              "must be 'Deny' in prod: with 'Warn' unscanned or unpinned images still run",
+                              sc.admission_action))
+    return errors

@@ -1,0 +1,48 @@
+"""`training`: the Kubeflow training operator and where teams' training jobs run (components/training.py)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+from pydantic import Field
+
+from components.config.problems import Problem
+from components.config.supply_chain import image_allowed
+from components.config.types import DnsLabel, Model, PinnedImage
+from components.planning import gpu_supply
+
+if TYPE_CHECKING:
+    from components.config.platform import PlatformConfig
+
+
+class TrainingConfig(Model):
+    """The Kubeflow training operator (PyTorchJob, TFJob, MPIJob) and where teams' training jobs run."""
+
+    enabled: bool = True
+    pool: DnsLabel | None = None              # GPU NodePool for jobs; default: the first spot pool of whole GPUs
+    controller_replicas: Annotated[int, Field(ge=1, le=3)] = 1
+    # Images the operator injects into team pods (they must pass the team namespaces' image admission policy).
+    init_container_image: PinnedImage = "public.ecr.aws/docker/library/alpine:3.22"
+    mpi_kubectl_delivery_image: PinnedImage = "docker.io/mpioperator/kubectl-delivery:v0.4.0"
+
+
+def problems(cfg: PlatformConfig) -> list[Problem]:
+    """A pool for the jobs; the images the operator injects pass image admission."""
+    tr = cfg.training
+    if not tr.enabled:
+        return []
+    errors: list[Problem] = []
+    if gpu_supply.training_pool(cfg) is None:
+        whole = ", ".join(p.name for p in gpu_supply.gpu_pools(cfg) if p.sharing == "none") or "none"
+        if tr.pool is not None:
+            errors.append(Problem("training.pool", f"names no GPU pool of whole GPUs; pools of whole GPUs: {whole}", tr.pool))
+        else:
+            errors.append(Problem("training.pool", f"is required: no GPU pool offers spot capacity of whole GPUs; name one "
+                                  f"of: {whole}", None))
+    allowed = list(cfg.supply_chain.allowed_registries)
+    for key, image in (("initContainerImage", tr.init_container_image),
+                       ("mpiKubectlDeliveryImage", tr.mpi_kubectl_delivery_image)):
+        if not image_allowed(image, allowed):
+            errors.append(Problem(f"training.{key}", "is not from a registry in supplyChain.allowedRegistries; the operator "
+                                  "puts it into team pods, which the image admission policy would refuse", image))
+    return errors

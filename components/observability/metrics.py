@@ -1,0 +1,55 @@
+"""Where the platform's metrics come from and how they are named: the namespace, the labels kube-state-metrics keeps,
+the scrape targets' selectors and ports (every metric name with its source: components/data/metrics.yaml)."""
+
+from __future__ import annotations
+
+import re
+
+from components import labels
+from components.endpoints import PROMETHEUS
+
+NAMESPACE = PROMETHEUS.source.namespace          # "monitoring": where the team NetworkPolicies expect Prometheus
+RELEASE = "kube-prometheus-stack"
+GRAFANA_URL = f"http://{RELEASE}-grafana.{NAMESPACE}.svc.cluster.local"
+GRAFANA_ADMIN_SECRET = "grafana-admin"
+GRAFANA_ADMIN_USER = "admin"
+DASHBOARD_LABEL = "grafana_dashboard"            # the Grafana chart's dashboard sidecar loads ConfigMaps with it
+SYSTEM_NODES = {"kubernetes.io/os": "linux", labels.NODE_ROLE: "system"}
+RULE_INTERVAL_SECONDS = 60                       # recording rules' interval: one sample per minute
+RATE_WINDOW = "5m"
+NAMESPACE_LABELS = {
+    "pod-security.kubernetes.io/enforce": "baseline",
+    "pod-security.kubernetes.io/warn": "restricted",
+    "pod-security.kubernetes.io/audit": "restricted",
+}
+
+# Karpenter's chart Service `karpenter` (its selector labels; release name "karpenter", components/karpenter.py).
+KARPENTER_SELECTOR = {"app.kubernetes.io/name": "karpenter", "app.kubernetes.io/instance": "karpenter"}
+KARPENTER_METRICS_PORT = "http-metrics"
+# Knative Serving's queue-proxy: request metrics on the container port `http-usermetric` (9091), only with this set.
+QUEUE_PROXY_METRICS_PORT = "http-usermetric"
+KNATIVE_OBSERVABILITY = {"request-metrics-protocol": "prometheus"}
+INFERENCE_SERVICE_LABEL = "serving.kserve.io/inferenceservice"
+TRAINING_JOB_LABEL = "training.kubeflow.org/job-name"      # Kubeflow training operator v1 (components/training.py)
+
+# kube-state-metrics `--metric-labels-allowlist`: the Kubernetes labels the rules and dashboards join on.
+KSM_LABEL_ALLOWLIST = {
+    "namespaces": [labels.TEAM],
+    "pods": [labels.TEAM, labels.JOB_TYPE, INFERENCE_SERVICE_LABEL, TRAINING_JOB_LABEL],
+    "nodes": [labels.NODE_POOL, labels.GPU_TYPE, labels.CAPACITY_TYPE, "eks.amazonaws.com/capacityType",
+              "node.kubernetes.io/instance-type"],
+}
+
+
+def ksm_label(name: str) -> str:
+    """The Prometheus label kube-state-metrics gives an allowlisted Kubernetes label (`label_` + sanitized name)."""
+    return "label_" + re.sub(r"[^a-zA-Z0-9_]", "_", name)
+
+
+def ksm_resource(resource: str) -> str:
+    """How kube-state-metrics writes an extended resource name in its `resource` label."""
+    return re.sub(r"[^a-zA-Z0-9_]", "_", resource)
+
+
+TEAM_NAMESPACES = f'kube_namespace_labels{{{ksm_label(labels.TEAM)}!=""}}'
+INFERENCE_SELECTOR = "kn_serving_invocation_duration_seconds"

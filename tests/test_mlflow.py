@@ -38,7 +38,7 @@ def test_database_password_never_appears_in_plain_text_in_the_build_output(stack
         assert password not in (tmp_path / output).read_text(), output
     assert rendered.one(RDS).inputs["password"] == "[secret]"
     secret = rendered.obj("Secret", mlflow.DATABASE_SECRET, "mlflow")
-    assert secret["stringData"] == "[secret]" and "data" not in secret
+    assert secret["stringData"] == {"MLFLOW_BACKEND_STORE_URI": "[secret]"} and "data" not in secret
 
 
 def test_the_password_text_would_be_found_if_it_leaked():

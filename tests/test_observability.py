@@ -296,7 +296,7 @@ def test_grafana_admin_password_is_generated_and_never_in_the_build_output(stack
     generator = rendered.one("random:index/randomPassword:RandomPassword", "observability-grafana-admin").inputs
     assert generator["length"] == 32
     secret = rendered.obj("Secret", observability.GRAFANA_ADMIN_SECRET, observability.NAMESPACE)
-    assert secret["stringData"] == "[secret]"
+    assert secret["stringData"] == {"admin-user": "[secret]", "admin-password": "[secret]"}
     grafana = values(rendered)["grafana"]
     assert grafana["admin"] == {"existingSecret": "grafana-admin", "userKey": "admin-user",
                                 "passwordKey": "admin-password"}

@@ -4,7 +4,9 @@ custom resources against their upstream CRD schema (unknown fields are errors)."
 from __future__ import annotations
 
 import pytest
+import yaml
 
+from preview import render
 from tests import schemas
 
 
@@ -27,3 +29,18 @@ def test_validation_rejects_unknown_fields_and_bad_values(schemas_dir):
     assert schemas.errors(node_pool, schemas_dir) == []
     assert schemas.errors({**node_pool, "spec": {**node_pool["spec"], "limitz": {}}}, schemas_dir)
     assert schemas.errors({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}}, schemas_dir)
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_every_object_in_manifests_yaml_validates_strictly(stack, request, schemas_dir, tmp_path):
+    """The build output as written (`build/<stack>/manifests.yaml`): masked Secrets keep their shape
+    (`stringData: {key: "[secret]"}`), so every object, Secrets included, is a valid object."""
+    render.write(request.getfixturevalue(stack).run, tmp_path, [])
+    written = [o for o in yaml.safe_load_all((tmp_path / "manifests.yaml").read_text()) if o]
+    secrets = [o for o in written if o["kind"] == "Secret"]
+    masked = [s for s in secrets if "stringData" in s]
+    assert masked and all(isinstance(s[k], dict) for s in secrets for k in ("data", "stringData") if k in s)
+    assert all(set(s["stringData"].values()) == {"[secret]"} for s in masked)
+    assert [p for o in written for p in schemas.errors(o, schemas_dir)] == []
+    # The old masking (a Secret's whole stringData as one string) is what this catches.
+    assert schemas.errors({**masked[0], "stringData": "[secret]"}, schemas_dir)

@@ -60,3 +60,13 @@ def tool(name: str, how: str) -> str:
             return str(path)
     missing(f"{name} not found (set {env}, or {how})")
     raise AssertionError("unreachable")
+
+
+def clients_python() -> str:
+    """The Python of the real-clients venv (JupyterHub, KubeSpawner, MLflow at the versions the platform's images
+    run): `MLOPS_CLIENTS_PYTHON`, else `.venv-clients/bin/python`, which `make clients` builds."""
+    for path in (os.environ.get("MLOPS_CLIENTS_PYTHON"), PROJECT_DIR / ".venv-clients" / "bin" / "python"):
+        if path and Path(path).exists():
+            return str(path)
+    missing("the real-clients venv is missing (run `make clients`, or set MLOPS_CLIENTS_PYTHON)")
+    raise AssertionError("unreachable")

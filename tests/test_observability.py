@@ -513,8 +513,8 @@ def test_cost_and_hours_panels_turn_per_minute_samples_into_hours(dev):
 def test_spot_and_on_demand_nodes_are_told_apart_for_karpenter_and_managed_node_groups(dev):
     info = recorded(dev)["mlops:gpu_node:info"][0]["expr"]
     assert '"capacity_type", "$1", "label_karpenter_sh_capacity_type"' in info
-    assert '"capacity_type", "spot", "label_eks_amazonaws_com_capacityType", "SPOT"' in info
-    assert '"capacity_type", "on-demand", "label_eks_amazonaws_com_capacityType", "ON_DEMAND"' in info
+    assert '"capacity_type", "spot", "label_eks_amazonaws_com_capacity_type", "SPOT"' in info
+    assert '"capacity_type", "on-demand", "label_eks_amazonaws_com_capacity_type", "ON_DEMAND"' in info
     allowlist = values(dev)["kube-state-metrics"]["metricLabelsAllowlist"]
     assert "nodes=[mlops.platform/node-pool,mlops.platform/gpu-type,karpenter.sh/capacity-type," \
            "eks.amazonaws.com/capacityType,node.kubernetes.io/instance-type]" in allowlist

@@ -42,8 +42,12 @@ KSM_LABEL_ALLOWLIST = {
 
 
 def ksm_label(name: str) -> str:
-    """The Prometheus label kube-state-metrics gives an allowlisted Kubernetes label (`label_` + sanitized name)."""
-    return "label_" + re.sub(r"[^a-zA-Z0-9_]", "_", name)
+    """The Prometheus label kube-state-metrics (v2, internal/store/utils.go `labelName`) gives an allowlisted
+    Kubernetes label: `label_` + the name with invalid characters as `_`, then camelCase split to snake_case and
+    lower-cased (`eks.amazonaws.com/capacityType` -> `label_eks_amazonaws_com_capacity_type`). Shown against promtool
+    on exporter-shaped series in tests/test_prometheus_rules.py."""
+    sanitized = re.sub(r"[^a-zA-Z0-9_]", "_", name)
+    return "label_" + re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", sanitized).lower()
 
 
 def ksm_resource(resource: str) -> str:

@@ -16,13 +16,13 @@ from preview import diff, engine, render
 BUILD_DIR = engine.PROJECT_DIR / "build"
 
 
-def _run(stack: str, config_file: str | None = None) -> engine.Run:
+def _run(stack: str, config_file: str | None = None, project_dir: Path = engine.PROJECT_DIR) -> engine.Run:
     from components.config import ConfigError
 
-    path = Path(config_file) if config_file else engine.stack_file(stack)
+    path = Path(config_file) if config_file else engine.stack_file(stack, project_dir)
     try:
         config, secret_keys = engine.read_stack_config(path)
-        return engine.run_program(stack, config, secret_keys)
+        return engine.run_program(stack, config, secret_keys, project_dir, engine.project_name(project_dir))
     except ConfigError as exc:
         print(f"error: {path.name}: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -43,12 +43,14 @@ def _print_violations(violations: list[policy_check.Violation]) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    run = _run(args.stack, args.config)
+    run = _run(args.stack, args.config, args.project_dir)
     violations = _violations(run)
-    out = Path(args.out or BUILD_DIR / args.stack)
+    default_out = BUILD_DIR / (args.stack if args.project_dir == engine.PROJECT_DIR
+                               else f"{args.project_dir.name}-{args.stack}")
+    out = Path(args.out or default_out)
     render.write(run, out, violations)
     custom = [r for r in run.resources if r.custom]
-    print(f"stack {args.stack}: {len(custom)} resources, {len(render.manifests(run))} Kubernetes objects, "
+    print(f"{'' if run.project == 'mlops-platform' else run.project + ' '}stack {args.stack}: {len(custom)} resources, {len(render.manifests(run))} Kubernetes objects, "
           f"{len(render.helm_releases(run))} Helm releases -> {out}")
     for name, n in sorted(render.components(run).items()):
         print(f"  {n:4d}  {name}")
@@ -77,11 +79,11 @@ def cmd_check(args: argparse.Namespace) -> int:
         resources = _registrations(plan)
         return _print_violations(policy_check.evaluate(POLICIES, resources,
                                                        policy_check.load_overrides(engine.PROJECT_DIR, args.stack)))
-    return _print_violations(_violations(_run(args.stack, args.config)))
+    return _print_violations(_violations(_run(args.stack, args.config, args.project_dir)))
 
 
 def cmd_cost(args: argparse.Namespace) -> int:
-    run = _run(args.stack, args.config)
+    run = _run(args.stack, args.config, args.project_dir)
     print(cost_model.markdown(cost_model.estimate((r.type, r.inputs) for r in run.resources if r.custom),
                               f"Cost of stack `{args.stack}`"))
     return 0
@@ -96,8 +98,11 @@ def cmd_diff(args: argparse.Namespace) -> int:
     run = _run(args.stack, args.config)
     head = render.plan(run)
     violations = _violations(run)
-    print(diff.markdown(args.stack, diff.diff_plans(base, head), violations,
-                        cost_model.from_plan(base), cost_model.from_plan(head)))
+    d, base_cost, head_cost = diff.diff_plans(base, head), cost_model.from_plan(base), cost_model.from_plan(head)
+    if args.format == "json":
+        print(json.dumps(diff.counts(args.stack, d, violations, base_cost, head_cost), indent=1))
+    else:
+        print(diff.markdown(args.stack, d, violations, base_cost, head_cost))
     return 0
 
 
@@ -118,11 +123,17 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("diff", help="Markdown diff of the stack against a git revision, with policies and cost")
     p.add_argument("stack")
     p.add_argument("--base", required=True, help="git ref to compare with (e.g. origin/main)")
+    p.add_argument("--format", choices=["markdown", "json"], default="markdown",
+                   help="json: counts only, what offline-comment.yml renders (preview/comment.py)")
     p.set_defaults(func=cmd_diff)
     for command in sub.choices.values():
         command.add_argument("--config", metavar="FILE",
                              help="read the stack's config from FILE instead of Pulumi.<stack>.yaml")
+        command.add_argument("--project-dir", metavar="DIR", type=Path,
+                             help="another Pulumi project of this repository (e.g. bootstrap); a directory given as "
+                                  "the stack with a single stack file works too: `render bootstrap`")
     args = parser.parse_args(argv)
+    args.project_dir, args.stack = engine.resolve(args.stack, args.project_dir)
     return args.func(args)
 
 

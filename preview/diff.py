@@ -141,6 +141,18 @@ def markdown(stack: str, d: PlanDiff, violations: list, base_cost: cost_model.Co
     return "\n".join(out)
 
 
+def counts(stack: str, d: PlanDiff, violations: list, base_cost: cost_model.Cost,
+           head_cost: cost_model.Cost) -> dict[str, Any]:
+    """The diff as numbers only: what the fork-safe comment workflow may receive (preview/comment.py)."""
+    mandatory = sum(1 for v in violations if v.mandatory)
+    return {
+        "stack": stack, "added": len(d.added), "changed": len(d.changed), "removed": len(d.removed),
+        "violations": {"mandatory": mandatory, "advisory": len(violations) - mandatory},
+        "cost": {"baselineMonthly": [round(base_cost.baseline_total, 2), round(head_cost.baseline_total, 2)],
+                 "burnHourly": [round(base_cost.burn_total, 2), round(head_cost.burn_total, 2)]},
+    }
+
+
 def render_revision(stack: str, ref: str, project_dir: Path) -> dict[str, Any]:
     """Render `stack` as it is at git `ref`, in a temporary worktree, with that revision's own code."""
     with tempfile.TemporaryDirectory(prefix="preview-base-") as tmp:

@@ -63,6 +63,7 @@ class Run:
     resources: list[Registration]
     outputs: dict[str, Any]
     config_secret_keys: list[str]
+    invokes: list[str] = field(default_factory=list)   # data-source tokens the program called, in order
 
 
 def from_wire(value: Any) -> Any:
@@ -96,6 +97,11 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         self.registrations: list[Registration] = []
         self.stack_outputs: dict[str, Any] = {}
         self.stack_urn = ""
+        self.invokes: list[str] = []
+
+    def Invoke(self, request):  # noqa: N802 (gRPC method name)
+        self.invokes.append(request.tok)
+        return super().Invoke(request)
 
     def RegisterResource(self, request):  # noqa: N802 (gRPC method name)
         response = super().RegisterResource(request)
@@ -162,6 +168,32 @@ def stack_file(stack: str, project_dir: Path = PROJECT_DIR) -> Path:
     return path
 
 
+def project_name(project_dir: Path = PROJECT_DIR) -> str:
+    """The `name:` of the project's Pulumi.yaml (the prefix of its config keys)."""
+    return yaml.safe_load((project_dir / "Pulumi.yaml").read_text())["name"]
+
+
+def resolve(target: str, project_dir: Path | None = None) -> tuple[Path, str]:
+    """(project directory, stack) for `preview <command> TARGET [--project-dir DIR]`.
+
+    TARGET is a stack of the project in DIR (default: this repository's platform project), or a directory holding
+    another Pulumi project of this repository with exactly one stack file (`preview render bootstrap`).
+    """
+    if project_dir is None:
+        candidate = PROJECT_DIR / target
+        if candidate != PROJECT_DIR and (candidate / "Pulumi.yaml").is_file():
+            stacks = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in candidate.glob("Pulumi.*.yaml"))
+            if len(stacks) != 1:
+                raise SystemExit(f"project {target}/ has stacks {', '.join(stacks) or '(none)'}: name one with "
+                                 f"`--project-dir {target} <stack>`")
+            return candidate, stacks[0]
+        return PROJECT_DIR, target
+    project_dir = project_dir.resolve()
+    if not (project_dir / "Pulumi.yaml").is_file():
+        raise SystemExit(f"no Pulumi project in {project_dir} (no Pulumi.yaml)")
+    return project_dir, target
+
+
 def run_program(stack: str, config: dict[str, str], secret_keys: list[str] = (),
                 project_dir: Path = PROJECT_DIR, project: str = "mlops-platform") -> Run:
     """Execute `<project_dir>/__main__.py` for `stack` with `config`; return everything it registered."""
@@ -199,11 +231,11 @@ def run_program(stack: str, config: dict[str, str], secret_keys: list[str] = (),
             loop.close()
             if added_path:
                 sys.path.remove(str(project_dir))
-        return Run(stack, project, monitor.registrations, monitor.stack_outputs, list(secret_keys))
+        return Run(stack, project, monitor.registrations, monitor.stack_outputs, list(secret_keys), monitor.invokes)
 
     return contextvars.copy_context().run(run)
 
 
 def run_stack(stack: str, project_dir: Path = PROJECT_DIR) -> Run:
     config, secret_keys = read_stack_config(stack_file(stack, project_dir))
-    return run_program(stack, config, secret_keys, project_dir)
+    return run_program(stack, config, secret_keys, project_dir, project_name(project_dir))

@@ -1,0 +1,94 @@
+"""Where every platform stack keeps its state and how its secrets are encrypted: one S3 bucket, one KMS key."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from bootstrap.config import StateConfig
+
+
+def tls_only_policy(bucket_arn: str) -> str:
+    """Refuse any request not made over TLS (state holds resource ids and encrypted secrets)."""
+    return json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
+            "Resource": [bucket_arn, f"{bucket_arn}/*"],
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+        }],
+    })
+
+
+@dataclass(frozen=True)
+class StateBackendArgs:
+    config: StateConfig
+    region: str
+
+
+class StateBackend(pulumi.ComponentResource):
+    bucket_name: pulumi.Output[str]
+    bucket_arn: pulumi.Output[str]
+    secrets_key_arn: pulumi.Output[str]
+    backend_url: pulumi.Output[str]        # what `pulumi login` takes
+    secrets_provider: str                  # what `pulumi stack init --secrets-provider` takes
+
+    def __init__(self, name: str, args: StateBackendArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("mlops:bootstrap:StateBackend", name, None, opts)
+        cfg = args.config
+        child = pulumi.ResourceOptions(parent=self)
+        # Losing either loses every stack: the state, or the data key that decrypts its secrets.
+        kept = pulumi.ResourceOptions(parent=self, protect=cfg.protect, retain_on_delete=cfg.protect)
+
+        key = aws.kms.Key(
+            f"{name}-secrets",
+            description="Pulumi secrets provider (awskms://) and state bucket encryption of the ML platform stacks",
+            enable_key_rotation=True,
+            deletion_window_in_days=30,
+            opts=kept,
+        )
+        aws.kms.Alias(f"{name}-secrets", name=cfg.secrets_key_alias, target_key_id=key.key_id, opts=child)
+
+        bucket = aws.s3.Bucket(f"{name}-state", bucket=cfg.bucket_name, force_destroy=False,
+                               tags={"Name": cfg.bucket_name, "purpose": "pulumi-state"}, opts=kept)
+        aws.s3.BucketOwnershipControls(f"{name}-state", bucket=bucket.id, rule=aws.s3.BucketOwnershipControlsRuleArgs(
+            object_ownership="BucketOwnerEnforced"), opts=child)
+        aws.s3.BucketPublicAccessBlock(f"{name}-state", bucket=bucket.id, block_public_acls=True,
+                                       block_public_policy=True, ignore_public_acls=True,
+                                       restrict_public_buckets=True, opts=child)
+        # Every write of a checkpoint is a new version: a bad `pulumi up` or a deleted stack can be rolled back.
+        aws.s3.BucketVersioning(f"{name}-state", bucket=bucket.id,
+                                versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(
+                                    status="Enabled"), opts=child)
+        aws.s3.BucketServerSideEncryptionConfiguration(f"{name}-state", bucket=bucket.id, rules=[
+            aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
+                apply_server_side_encryption_by_default=aws.s3.
+                BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
+                    sse_algorithm="aws:kms", kms_master_key_id=key.arn),
+                bucket_key_enabled=True)], opts=child)
+        aws.s3.BucketLifecycleConfiguration(f"{name}-state", bucket=bucket.id, rules=[
+            aws.s3.BucketLifecycleConfigurationRuleArgs(
+                id="expire-superseded-checkpoints", status="Enabled",
+                filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
+                noncurrent_version_expiration=aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
+                    noncurrent_days=cfg.noncurrent_version_days),
+                abort_incomplete_multipart_upload=aws.s3.
+                BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(days_after_initiation=7))],
+            opts=child)
+        aws.s3.BucketPolicy(f"{name}-state", bucket=bucket.id, policy=bucket.arn.apply(tls_only_policy), opts=child)
+
+        self.bucket_name = bucket.bucket
+        self.bucket_arn = bucket.arn
+        self.secrets_key_arn = key.arn
+        self.backend_url = pulumi.Output.concat("s3://", bucket.bucket, "?region=", args.region)
+        self.secrets_provider = f"awskms://{cfg.secrets_key_alias}?region={args.region}"
+        self.register_outputs({
+            "bucket_name": self.bucket_name,
+            "bucket_arn": self.bucket_arn,
+            "secrets_key_arn": self.secrets_key_arn,
+            "backend_url": self.backend_url,
+            "secrets_provider": self.secrets_provider,
+        })

@@ -1,10 +1,24 @@
 """The platform's CrossGuard policies, grouped by concern.
 
-`POLICIES` is the one list that the pack (`policies/__main__.py`), the offline `preview check` and the tests
-all evaluate, so a rule behaves the same in `pulumi preview --policy-pack policies` and offline.
+`POLICIES` is the one list that the pack (`policies/__main__.py`), the offline `preview check`, the tests and the
+rule table (docs/policies.md) all use, so a rule behaves the same in `pulumi preview --policy-pack policies` and
+offline.
 """
 
-from policies import data, egress, gpu, gpu_workloads, images, notebooks
+from policies import (
+    compliance,
+    data,
+    egress,
+    gpu,
+    gpu_workloads,
+    images,
+    notebooks,
+    pod_security,
+    rbac,
+    serving,
+    workload_egress,
+)
 
-POLICIES: list = [*gpu.POLICIES, *gpu_workloads.POLICIES, *egress.POLICIES, *data.POLICIES, *images.POLICIES,
-                   *notebooks.POLICIES]
+POLICIES: list = [*gpu.POLICIES, *gpu_workloads.POLICIES, *egress.POLICIES, *workload_egress.POLICIES,
+                  *pod_security.POLICIES, *data.POLICIES, *compliance.POLICIES, *rbac.POLICIES, *serving.POLICIES,
+                  *images.POLICIES, *notebooks.POLICIES]

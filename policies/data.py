@@ -34,6 +34,8 @@ VERSIONING_TYPES = ("aws:s3/bucketVersioning:BucketVersioning", "aws:s3/bucketVe
 PUBLIC_ACCESS_BLOCK = "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"
 PUBLIC_ACCESS_FLAGS = ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
 RDS_TYPES = ("aws:rds/instance:Instance", "aws:rds/cluster:Cluster")
+# Aurora: the cluster has no address of its own; each cluster instance may be made public.
+RDS_INSTANCE_TYPES = ("aws:rds/instance:Instance", "aws:rds/clusterInstance:ClusterInstance")
 FSX_LUSTRE = "aws:fsx/lustreFileSystem:LustreFileSystem"
 EKS_CLUSTER = "aws:eks/cluster:Cluster"
 CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
@@ -104,7 +106,8 @@ def versioning_problem(bucket: PolicyResource, resources: list[PolicyResource]) 
 
 def public_access_problem(bucket: PolicyResource, resources: list[PolicyResource]) -> str | None:
     blocks = companions(bucket, resources, (PUBLIC_ACCESS_BLOCK,))
-    if not any(all(b.props.get(flag) is True for flag in PUBLIC_ACCESS_FLAGS) for b in blocks):
+    # Every block counts: a second block with a switch off overrides the first (the last applied wins).
+    if not blocks or not all(all(b.props.get(flag) is True for flag in PUBLIC_ACCESS_FLAGS) for b in blocks):
         return (f"The S3 bucket '{bucket.name}' must block public access: an aws.s3.BucketPublicAccessBlock "
                 f"with {', '.join(PUBLIC_ACCESS_FLAGS)} all true.")
     return None
@@ -176,7 +179,7 @@ def _validate_rds_encrypted(args: ResourceValidationArgs, report_violation: Repo
 
 
 def _validate_rds_private(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
-    if args.resource_type in RDS_TYPES and args.props.get("publiclyAccessible") is True:
+    if args.resource_type in RDS_INSTANCE_TYPES and args.props.get("publiclyAccessible") is True:
         report_violation(f"The RDS database '{args.name}' must not be publicly accessible.")
 
 
@@ -191,7 +194,7 @@ rds_encrypted = ResourceValidationPolicy(
 )
 rds_not_publicly_accessible = ResourceValidationPolicy(
     name="rds-not-publicly-accessible",
-    description="RDS instances are not publicly accessible.",
+    description="RDS instances and Aurora cluster instances are not publicly accessible.",
     enforcement_level=EnforcementLevel.MANDATORY,
     validate=_validate_rds_private,
     config_schema=PolicyConfigSchema(properties={}),
@@ -308,6 +311,64 @@ k8s_no_plaintext_credentials = ResourceValidationPolicy(
                       "server reads its database URI.",
 )
 
+# ---- FSx for Lustre sits behind the Lustre security group --------------------------------------------------
+
+SECURITY_GROUP = "aws:ec2/securityGroup:SecurityGroup"
+SG_RULES = ("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
+            "aws:ec2/securityGroupRule:SecurityGroupRule")
+LUSTRE_PORT = 988
+
+
+def _admits(rule: dict[str, Any], port: int) -> bool:
+    low, high = rule.get("fromPort"), rule.get("toPort")
+    protocol = str(rule.get("ipProtocol", rule.get("protocol", "tcp"))).lower()
+    return protocol in ("tcp", "6", "-1", "all") and (protocol in ("-1", "all") or (
+        isinstance(low, int) and isinstance(high, int) and low <= port <= high))
+
+
+def lustre_security_groups(resources: list[PolicyResource]) -> set[str]:
+    """URNs of security groups that admit the Lustre port: inline ingress, or an ingress rule attached to them."""
+    found = {r.urn for r in resources if r.resource_type == SECURITY_GROUP
+             and any(_admits(i, LUSTRE_PORT) for i in r.props.get("ingress") or [] if isinstance(i, dict))}
+    for r in resources:
+        if r.resource_type in SG_RULES and r.props.get("type", "ingress") == "ingress" and _admits(r.props, LUSTRE_PORT):
+            # The rule's own group is a dependency (securityGroupId); a referenced source group may be one too,
+            # so only a rule that references its own group or a CIDR marks every group it depends on.
+            found |= {d.urn for d in r.dependencies or [] if d.resource_type == SECURITY_GROUP}
+    return found
+
+
+def fsx_problems(resources: list[PolicyResource]) -> Iterator[tuple[str, str]]:
+    lustre = lustre_security_groups(resources)
+    for r in resources:
+        if r.resource_type != FSX_LUSTRE:
+            continue
+        groups = r.props.get("securityGroupIds")
+        if not groups:
+            yield r.urn, (f"The FSx for Lustre file system '{r.name}' sets no securityGroupIds: it gets the VPC's "
+                          "default security group instead of the Lustre one.")
+        elif not any(d.urn in lustre for d in r.dependencies or []):
+            yield r.urn, (f"The FSx for Lustre file system '{r.name}' is not in a security group that admits Lustre "
+                          f"(TCP {LUSTRE_PORT}): clients cannot mount it, or it sits in a group meant for something "
+                          "else.")
+
+
+def _validate_fsx(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+    for urn, message in fsx_problems(args.resources):
+        report_violation(message, urn)
+
+
+fsx_in_lustre_security_group = StackValidationPolicy(
+    name="fsx-in-lustre-security-group",
+    description="Every FSx for Lustre file system names its security groups, one of them admitting the Lustre port "
+                "(988) by an inline rule or an ingress rule resource.",
+    enforcement_level=EnforcementLevel.MANDATORY,
+    validate=_validate_fsx,
+    config_schema=PolicyConfigSchema(properties={}),
+    remediation_steps="Declare file systems through the datasets component, which puts them in its Lustre security "
+                      "group (988 and 1018-1023 from the cluster's nodes and between file servers).",
+)
+
 
 POLICIES: list = [
     s3_bucket_encrypted,
@@ -318,4 +379,5 @@ POLICIES: list = [
     rds_deletion_protection_in_prod,
     data_stores_protected_in_prod,
     k8s_no_plaintext_credentials,
+    fsx_in_lustre_security_group,
 ]

@@ -1,4 +1,6 @@
-"""Egress rules: default deny, no internet for training pods, NetworkPolicies only where enforced.
+"""Egress rules: default deny, NetworkPolicies only where enforced, security groups closed to the internet.
+
+What each workload kind may reach is judged in policies/workload_egress.py.
 
 The NetworkPolicy semantics (selectors, policy types, peers) come from `policies/netpol.py`, the evaluator the
 tenancy tests use too.
@@ -19,19 +21,13 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
-from components import catalog, labels
+from components import labels
 from policies import netpol
 
 NAMESPACE = "kubernetes:core/v1:Namespace"
 NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 ADDON = "aws:eks/addon:Addon"
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
-TRAINING = {labels.JOB_TYPE: "training"}
-
-# Private address space: the VPC (FSx file systems, VPC endpoints) and pod networks.
-PRIVATE_CIDRS = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10"]
-# Plus S3's managed prefix lists of the regions in components/data/s3-prefix-lists.yaml.
-DEFAULT_ALLOWED_CIDRS = PRIVATE_CIDRS + [c for _, cidrs in catalog.s3_prefix_lists().values() for c in cidrs]
 ENFORCING_CNI_CHARTS = ["cilium", "tigera-operator", "calico"]
 
 
@@ -75,50 +71,6 @@ team_namespace_default_deny_egress = StackValidationPolicy(
     remediation_steps="Declare the namespace through the tenancy component (components/tenancy.py), which adds "
                       "the `default-deny` NetworkPolicy; or add a NetworkPolicy with `podSelector: {}` and "
                       "`policyTypes: [Ingress, Egress]` and no rules to the namespace.",
-)
-
-
-# ---- no internet (or unlisted CIDR) for training pods ---------------------------------------------------
-
-
-def training_egress_problems(props: dict[str, Any], allowlist: list[str]) -> list[str]:
-    if not netpol.pod_selector(props).may_match(TRAINING):
-        return []
-    problems = []
-    for reach in sorted(netpol.rule_reaches(props, netpol.EGRESS), key=str):
-        if netpol.open_to_internet(reach):
-            problems.append(f"NetworkPolicy '{_where(props)}' gives pods labelled job-type: training egress to "
-                            f"{'everywhere' if reach.peer.everywhere else reach.peer.cidr}; training pods must "
-                            "never reach the internet.")
-        elif reach.peer.cidr is not None and not netpol.within(reach.peer.cidr, allowlist):
-            problems.append(f"NetworkPolicy '{_where(props)}' gives pods labelled job-type: training egress to "
-                            f"{reach.peer.cidr}, which is outside the allowed CIDRs.")
-    return problems
-
-
-def _validate_training_egress(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
-    if args.resource_type != NETWORK_POLICY:
-        return
-    allowlist = (args.get_config() or {}).get("allowedCidrs") or DEFAULT_ALLOWED_CIDRS
-    for problem in training_egress_problems(args.props, list(allowlist)):
-        report_violation(problem, None)
-
-
-training_egress_allowlist = ResourceValidationPolicy(
-    name="training-egress-allowlist",
-    description="No NetworkPolicy gives pods labelled job-type: training egress to 0.0.0.0/0, ::/0, every "
-                "destination, or a CIDR outside the allowlist.",
-    enforcement_level=EnforcementLevel.MANDATORY,
-    validate=_validate_training_egress,
-    config_schema=PolicyConfigSchema(properties={
-        "allowedCidrs": {"type": "array", "items": {"type": "string"}, "default": DEFAULT_ALLOWED_CIDRS,
-                         "description": "CIDRs training pods may reach: private address space (FSx, VPC "
-                                        "endpoints) and the S3 managed prefix lists of the stacks' regions."},
-    }),
-    remediation_steps="Remove the rule; training pods reach MLflow, S3 and FSx only. If the destination is "
-                      "legitimate (for example the S3 prefix list of a new region), add its CIDRs to this "
-                      "policy's `allowedCidrs` config. A policy for other pods that must reach the internet "
-                      "excludes training pods in its podSelector (`job-type` NotIn [training], or DoesNotExist).",
 )
 
 
@@ -221,5 +173,5 @@ security_groups_closed_to_internet = ResourceValidationPolicy(
                       "public traffic reaches the platform only through load balancers.",
 )
 
-POLICIES: list = [team_namespace_default_deny_egress, training_egress_allowlist, network_policies_require_enforcement,
+POLICIES: list = [team_namespace_default_deny_egress, network_policies_require_enforcement,
                   security_groups_closed_to_internet]

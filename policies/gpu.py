@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import yaml
 from pulumi_policy import (
     EnforcementLevel,
     PolicyConfigSchema,
@@ -22,13 +21,18 @@ from pulumi_policy import (
 )
 
 from components import catalog, labels
+from components.planning.declared_pools import (
+    _config_documents,
+    _template,
+    is_gpu_node_group,
+    is_gpu_node_pool,
+    node_pool_gpu_type,
+)
 from policies.workloads import as_dict, as_list
 
 NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
 NODE_POOL = "kubernetes:karpenter.sh/v1:NodePool"
-CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
 EKS_GPU_TAINT = {"key": labels.GPU_TAINT["key"], "effect": labels.EKS_TAINT_EFFECT[labels.GPU_TAINT["effect"]]}
-GPU_FAMILIES = {t.split(".")[0] for t in catalog.instance_types()}
 
 
 def duration_seconds(value: Any) -> int | None:
@@ -38,50 +42,7 @@ def duration_seconds(value: Any) -> int | None:
     return sum(int(n) * {"s": 1, "m": 60, "h": 3600}[u] for n, u in re.findall(r"([0-9]+)([smh])", value))
 
 
-# ---- what is a GPU pool ---------------------------------------------------------------------------------
-
-def _template(props: dict) -> dict:
-    return as_dict(as_dict(as_dict(props.get("spec")).get("template")))
-
-
-def node_pool_gpu_type(props: dict) -> str | None:
-    """The GPU type a NodePool's nodes carry (its label, else its instance types), if it names one."""
-    template = _template(props)
-    label = as_dict(as_dict(template.get("metadata")).get("labels")).get(labels.GPU_TYPE)
-    if isinstance(label, str):
-        return label
-    for req in as_list(as_dict(template.get("spec")).get("requirements")):
-        if as_dict(req).get("key") == "node.kubernetes.io/instance-type":
-            kinds = {catalog.instance_types()[t].gpu_type for t in as_list(req.get("values"))
-                     if t in catalog.instance_types()}
-            if len(kinds) == 1:
-                return kinds.pop()
-    return None
-
-
-def is_gpu_node_pool(props: dict) -> bool:
-    spec = as_dict(props.get("spec"))
-    if labels.GPU_RESOURCE in as_dict(spec.get("limits")) or node_pool_gpu_type(props):
-        return True
-    for req in as_list(as_dict(_template(props).get("spec")).get("requirements")):
-        key, values = as_dict(req).get("key"), as_list(as_dict(req).get("values"))
-        if key in ("karpenter.k8s.aws/instance-gpu-count", "karpenter.k8s.aws/instance-gpu-name",
-                   "karpenter.k8s.aws/instance-gpu-manufacturer") and req.get("operator") != "DoesNotExist":
-            return True
-        if key == "karpenter.k8s.aws/instance-family" and GPU_FAMILIES & set(values):
-            return True
-        if key == "karpenter.k8s.aws/instance-category" and {"g", "p"} & set(values):
-            return True
-        if key == "node.kubernetes.io/instance-type" and set(values) & set(catalog.instance_types()):
-            return True
-    return False
-
-
-def is_gpu_node_group(props: dict) -> bool:
-    types = as_list(props.get("instanceTypes"))
-    return bool(set(types) & set(catalog.instance_types())) or "NVIDIA" in str(props.get("amiType") or "") or any(
-        as_dict(t).get("key") == labels.GPU_RESOURCE for t in as_list(props.get("taints")))
-
+# ---- what is a GPU pool: components/planning/declared_pools.py (one reading for policies, preview, cost) ----
 
 # ---- taint ----------------------------------------------------------------------------------------------
 
@@ -114,11 +75,11 @@ def limit_problems(resource_type: str, props: dict, max_gpus: int) -> list[str]:
         limit = as_dict(as_dict(props.get("spec")).get("limits")).get(labels.GPU_RESOURCE)
         if limit is None:
             return [f"The GPU NodePool '{name}' must set a limit on {labels.GPU_RESOURCE}."]
-        physical = as_dict(as_dict(props.get("metadata")).get("annotations")).get(labels.MAX_GPUS, limit)
         try:
-            gpus = int(str(physical))
+            gpus = int(str(limit))
         except ValueError:
             return []      # unknown during preview
+        # Capacity is what the spec says (Karpenter enforces it); an annotation is only a note.
         if gpus < 1:
             return [f"The GPU NodePool '{name}' must allow at least one GPU (limit {limit})."]
         if gpus > max_gpus:
@@ -150,32 +111,29 @@ def scale_to_zero_problems(resource_type: str, props: dict, max_consolidate_afte
                     f"most {max_consolidate_after}s."]
         if disruption.get("consolidationPolicy") not in (None, "WhenEmpty", "WhenEmptyOrUnderutilized"):
             return [f"The GPU NodePool '{name}' must consolidate with WhenEmpty or WhenEmptyOrUnderutilized."]
+        blocking = [b for b in map(as_dict, as_list(disruption.get("budgets"))) if _blocks_empty(b)]
+        if blocking:
+            return [f"The GPU NodePool '{name}' has a disruption budget {blocking[0]} that lets no empty node be "
+                    "removed; empty GPU nodes would run (and bill) forever."]
     return []
 
 
+def _blocks_empty(budget: dict) -> bool:
+    """Does this budget, whenever it is active, allow removing no node for the Empty reason?"""
+    reasons = as_list(budget.get("reasons"))
+    if reasons and "Empty" not in reasons:
+        return False
+    if str(budget.get("nodes", "10%")).strip() not in ("0", "0%"):
+        return False
+    # A scheduled budget blocks only during its window; one lasting a day or more from a daily or more frequent
+    # schedule is always on.
+    if budget.get("schedule") is None:
+        return True
+    seconds = duration_seconds(budget.get("duration"))
+    return seconds is not None and seconds >= 24 * 3600
+
+
 # ---- sharing (stack) ------------------------------------------------------------------------------------
-
-def _config_documents(resources: list[tuple[str, dict]]) -> tuple[dict[str, dict], dict[str, list]]:
-    """Device-plugin configs by key, and mig-parted configs by name, from every ConfigMap declared."""
-    plugin, mig = {}, {}
-    for typ, props in resources:
-        if typ != CONFIG_MAP:
-            continue
-        for key, text in as_dict(props.get("data")).items():
-            if not isinstance(text, str):
-                continue
-            try:
-                doc = yaml.safe_load(text)
-            except yaml.YAMLError:
-                continue
-            if not isinstance(doc, dict) or doc.get("version") != "v1":
-                continue
-            if "mig-configs" in doc:
-                mig.update({k: as_list(v) for k, v in as_dict(doc["mig-configs"]).items()})
-            elif set(doc) <= {"version", "flags", "sharing", "resources", "imex"}:
-                plugin[key] = doc
-    return plugin, mig
-
 
 def sharing_problems(resources: list[tuple[str, dict]], max_replicas: int | None = None) -> list[str]:
     """Each GPU NodePool's selected device-plugin and MIG configs exist and fit its GPU type's catalog limits."""

@@ -42,7 +42,7 @@ def protected(r, flag: bool = True):
 
 
 def test_policies_are_in_the_pack():
-    assert all(p in POLICIES for p in data.POLICIES) and len(data.POLICIES) == 8
+    assert all(p in POLICIES for p in data.POLICIES) and len(data.POLICIES) == 9
 
 
 # ---- S3 ------------------------------------------------------------------------------------------------------

@@ -141,42 +141,6 @@ def test_namespaces_without_the_team_label_need_no_default_deny():
     assert violations(egress.team_namespace_default_deny_egress, resource(egress.NAMESPACE, plain)) == []
 
 
-# ---- training-egress-allowlist -------------------------------------------------------------------------
-
-
-def test_training_egress_to_mlflow_s3_and_fsx_passes():
-    assert violations(egress.training_egress_allowlist, resource(NP, TRAINING_EGRESS)) == []
-
-
-@pytest.mark.parametrize("peer, expected", [
-    ({"ipBlock": {"cidr": "0.0.0.0/0"}}, "egress to 0.0.0.0/0; training pods must never reach the internet."),
-    ({"ipBlock": {"cidr": "::/0"}}, "egress to ::/0; training pods must never reach the internet."),
-    ({"ipBlock": {"cidr": "0.0.0.0/0", "except": ["10.0.0.0/8"]}}, "egress to 0.0.0.0/0; training pods"),
-    ({"ipBlock": {"cidr": "198.51.100.0/24"}}, "egress to 198.51.100.0/24, which is outside the allowed CIDRs."),
-    (None, "egress to everywhere; training pods must never reach the internet."),
-])
-def test_training_egress_beyond_the_allowlist_fails(peer, expected):
-    bad = mutated(TRAINING_EGRESS, lambda d: d["spec"]["egress"].append({"to": [peer]} if peer else {}))
-    found = violations(egress.training_egress_allowlist, resource(NP, bad))
-    assert len(found) == 1 and found[0].startswith("NetworkPolicy 'team-a/training-egress' gives pods labelled "
-                                                   "job-type: training " + expected)
-
-
-def test_a_policy_for_all_pods_also_covers_training_pods():
-    allow_all = policy("all", {"podSelector": {}, "policyTypes": ["Egress"], "egress": [{"to": [{"ipBlock": {
-        "cidr": "0.0.0.0/0"}}]}]})
-    assert len(violations(egress.training_egress_allowlist, resource(NP, allow_all))) == 1
-    notebooks = mutated(allow_all, lambda d: d["spec"].update(podSelector={"matchLabels": {"job-type": "notebook"}}))
-    assert violations(egress.training_egress_allowlist, resource(NP, notebooks)) == []
-
-
-def test_the_allowlist_comes_from_policy_config():
-    config = {"allowedCidrs": ["10.0.0.0/8"]}
-    found = violations(egress.training_egress_allowlist, resource(NP, TRAINING_EGRESS), config=config)
-    assert found == ["NetworkPolicy 'team-a/training-egress' gives pods labelled job-type: training egress to "
-                     "52.218.128.0/17, which is outside the allowed CIDRs."]
-
-
 # ---- network-policies-require-enforcement --------------------------------------------------------------
 
 
@@ -213,7 +177,7 @@ def test_another_enforcing_cni_or_config_satisfies_the_enforcement_rule():
 
 def test_the_egress_rules_are_in_the_pack():
     names = {p.name for p in POLICIES}
-    assert {"team-namespace-default-deny-egress", "training-egress-allowlist",
+    assert {"team-namespace-default-deny-egress", "workload-egress-allowlist",
             "network-policies-require-enforcement"} <= names
     for p in egress.POLICIES:
         assert p.description and p.remediation_steps and p.enforcement_level.value == "mandatory"
@@ -233,15 +197,6 @@ def test_dropping_a_default_deny_from_a_rendered_stack_is_caught(dev):
     assert [v.message for v in found] == [
         "Team namespace 'recommendations' must have a default-deny egress NetworkPolicy (podSelector {}, "
         "policyTypes including Egress, no egress rules)."]
-
-
-def test_a_policy_that_excludes_training_pods_may_open_egress():
-    hub = policy("hub-egress", {"podSelector": {"matchLabels": {"component": "hub"}, "matchExpressions": [
-        {"key": "job-type", "operator": "NotIn", "values": ["training"]}]}, "policyTypes": ["Egress"],
-        "egress": [{"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": [{"port": 443}]}]}, namespace="jupyterhub")
-    assert violations(egress.training_egress_allowlist, resource(NP, hub)) == []
-    unguarded = mutated(hub, lambda d: d["spec"]["podSelector"].pop("matchExpressions"))
-    assert len(violations(egress.training_egress_allowlist, resource(NP, unguarded))) == 1
 
 
 # ---- security groups ------------------------------------------------------------------------------------

@@ -94,8 +94,20 @@ def _tmpl(p):
      "must carry the taint"),
     (gpu_pool_requires_limit, lambda p: p["spec"]["limits"].pop("nvidia.com/gpu"),
      "must set a limit on nvidia.com/gpu"),
-    (gpu_pool_requires_limit, lambda p: p["metadata"]["annotations"].update({"mlops.platform/max-gpus": "512"}),
-     "may grow to 512 GPUs; at most 256"),
+    # Capacity is read from the spec: an annotation claiming 8 does not hide a spec limit of 512 ...
+    (gpu_pool_requires_limit, lambda p: (p["spec"]["limits"].update({"nvidia.com/gpu": 512}),
+                                         p["metadata"]["annotations"].update({"mlops.platform/max-gpus": "8"})),
+     "may grow to 512 GPUs"),
+    # ... nor stands in for a missing spec limit.
+    (gpu_pool_requires_limit, lambda p: (p["spec"]["limits"].pop("nvidia.com/gpu"),
+                                         p["metadata"]["annotations"].update({"mlops.platform/max-gpus": "8"})),
+     "must set a limit on nvidia.com/gpu"),
+    (gpu_pool_scales_to_zero, lambda p: p["spec"]["disruption"].update(budgets=[{"nodes": "0"}]),
+     "lets no empty node be removed"),
+    (gpu_pool_scales_to_zero, lambda p: p["spec"]["disruption"].update(budgets=[{"nodes": "0%", "reasons": ["Empty"]}]),
+     "lets no empty node be removed"),
+    (gpu_pool_scales_to_zero, lambda p: p["spec"]["disruption"].update(
+        budgets=[{"nodes": "0", "schedule": "@daily", "duration": "24h"}]), "lets no empty node be removed"),
     (gpu_pool_scales_to_zero, lambda p: p["spec"]["disruption"].update(consolidateAfter="10m"),
      "keeps empty GPU nodes for 10m; consolidateAfter must be at most 300s"),
     (gpu_pool_scales_to_zero, lambda p: p["spec"]["disruption"].update(consolidateAfter="Never"), "for Never"),

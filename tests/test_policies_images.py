@@ -75,7 +75,7 @@ def test_init_containers_and_replica_specs_are_checked():
     job = mutated(PYTORCHJOB, lambda p: p["spec"]["pytorchReplicaSpecs"]["Worker"]["template"]["spec"]["containers"][0]
                   .update(image="docker.io/pytorch/pytorch:latest"))
     (found,) = violations(pinned_policy, resource("kubernetes:kubeflow.org/v1:PyTorchJob", job))
-    assert "at Worker replicas" in found and "uses the mutable tag 'latest'" in found
+    assert "at spec.pytorchReplicaSpecs.Worker.template.spec" in found and "uses the mutable tag 'latest'" in found
 
 
 def test_team_exception_applies_in_its_namespace_only():

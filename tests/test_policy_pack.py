@@ -36,10 +36,10 @@ def test_gpu_and_egress_rules_are_mandatory_by_default():
     assert all(p.enforcement_level == EnforcementLevel.MANDATORY for p in gpu_or_egress)
 
 
-def test_the_readme_documents_every_rule():
-    readme = (PROJECT_DIR / "README.md").read_text()
-    missing = [name for name in NAMES if f"`{name}`" not in readme]
-    assert missing == []
+def test_the_rule_table_documents_every_rule_and_the_readme_links_it():
+    table = (PROJECT_DIR / "docs" / "policies.md").read_text()
+    assert [name for name in NAMES if f"`{name}`" not in table] == []
+    assert "docs/policies.md" in (PROJECT_DIR / "README.md").read_text()
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
@@ -86,6 +86,15 @@ def _team_pod(image: str, gpu: bool = False) -> dict[str, Any]:
                      "template": {"metadata": {"labels": {"app": "bad"}}, "spec": spec}}}
 
 
+def mutated_pod(deployment: dict[str, Any], change: Callable[[dict], Any]) -> dict[str, Any]:
+    change(deployment["spec"]["template"]["spec"])
+    return deployment
+
+
+def _isvc(plan: Plan) -> dict[str, Any]:
+    return next(r for r in plan["resources"] if r["type"].endswith(":InferenceService"))["inputs"]
+
+
 def _bucket(plan: Plan, name: str, skip: str) -> None:
     _add(plan, "aws:s3/bucket:Bucket", name, {"bucket": name}, protect=True)
     if skip != "encryption":
@@ -103,7 +112,8 @@ def _bucket(plan: Plan, name: str, skip: str) -> None:
 
 def _database(plan: Plan, name: str, **changes: Any) -> None:
     db = {"identifier": name, "engine": "postgres", "instanceClass": "db.t4g.medium", "storageEncrypted": True,
-          "publiclyAccessible": False, "deletionProtection": True, "skipFinalSnapshot": False, **changes}
+          "publiclyAccessible": False, "deletionProtection": True, "skipFinalSnapshot": False,
+          "backupRetentionPeriod": 7, "kmsKeyId": "arn:aws:kms:us-east-1:123456789012:key/k", **changes}
     _add(plan, "aws:rds/instance:Instance", name, db, protect=True)
 
 
@@ -135,15 +145,40 @@ VIOLATIONS: dict[str, Callable[[Plan], Any]] = {
         "spec": {"hard": {"requests.nvidia.com/gpu": "100000"}}}),
     "cost-gpu-quota-within-budget": lambda p: _find(p, "kubernetes:core/v1:Namespace", "team-forecasting-namespace")[
         "inputs"]["metadata"].update(annotations={"mlops.platform/monthly-gpu-budget-usd": "100"}),
-    "team-namespace-default-deny-egress": lambda p: _add(p, "kubernetes:core/v1:Namespace", "open-team", {
-        "apiVersion": "v1", "kind": "Namespace",
-        "metadata": {"name": "open-team", "labels": {"mlops.platform/team": "open-team"}}}),
-    "training-egress-allowlist": lambda p: _add(
-        p, "kubernetes:networking.k8s.io/v1:NetworkPolicy", "training-internet", {
+    "team-namespace-default-deny-egress": lambda p: p["resources"].remove(
+        _find(p, "kubernetes:networking.k8s.io/v1:NetworkPolicy", "team-forecasting-netpol-default-deny")),
+    "workload-egress-allowlist": lambda p: _add(
+        p, "kubernetes:networking.k8s.io/v1:NetworkPolicy", "notebook-vpc", {
             "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-            "metadata": {"name": "training-internet", "namespace": "forecasting"},
-            "spec": {"podSelector": {"matchLabels": {"job-type": "training"}}, "policyTypes": ["Egress"],
-                     "egress": [{"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}]}]}}),
+            "metadata": {"name": "notebook-vpc", "namespace": "forecasting"},
+            "spec": {"podSelector": {"matchLabels": {"job-type": "notebook"}}, "policyTypes": ["Egress"],
+                     "egress": [{"to": [{"ipBlock": {"cidr": "10.40.0.0/16"}}], "ports": [{"port": 443}]}]}}),
+    "team-pod-security": lambda p: _add(p, "kubernetes:apps/v1:Deployment", "host-network", mutated_pod(
+        _team_pod("nvcr.io/nvidia/pytorch:25.01-py3"), lambda s: s.update(hostNetwork=True))),
+    "team-namespace-pod-security-level": lambda p: _find(p, "kubernetes:core/v1:Namespace",
+                                                         "team-forecasting-namespace")["inputs"]["metadata"][
+        "labels"].update({"pod-security.kubernetes.io/enforce": "privileged"}),
+    "deployment-read-only-root-filesystem": lambda p: _find(p, "kubernetes:apps/v1:Deployment", "mlflow-server")[
+        "inputs"]["spec"]["template"]["spec"]["containers"][0]["securityContext"].pop("readOnlyRootFilesystem"),
+    "team-quota-covers-gpus": lambda p: _find(p, "kubernetes:core/v1:ResourceQuota", "team-recommendations-quota")[
+        "inputs"]["spec"]["hard"].pop("requests.nvidia.com/gpu"),
+    "inference-no-scale-to-zero-in-prod": lambda p: _isvc(p)["spec"]["predictor"].update(minReplicas=0),
+    "inference-replicas-within-quota": lambda p: _isvc(p)["spec"]["predictor"].update(maxReplicas=500),
+    "rbac-no-wildcard-role-for-teams": lambda p: _add(p, "kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding",
+                                                      "team-admin", {
+        "metadata": {"name": "team-admin"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io",
+                                                        "kind": "ClusterRole", "name": "cluster-admin"},
+        "subjects": [{"kind": "Group", "name": "forecasting-members"}]}),
+    "fsx-in-lustre-security-group": lambda p: _find(p, "aws:fsx/lustreFileSystem:LustreFileSystem",
+                                                    "datasets-transactions")["inputs"].update(securityGroupIds=[]),
+    "eks-endpoint-restricted": lambda p: _find(p, "aws:eks/cluster:Cluster", "cluster-eks")["inputs"]["vpcConfig"]
+    .update(publicAccessCidrs=["0.0.0.0/0"]),
+    "ecr-repository-hardened": lambda p: _find(p, "aws:ecr/repository:Repository", "supply-chain-forecasting")[
+        "inputs"].update(imageTagMutability="MUTABLE"),
+    "kms-key-rotation": lambda p: _find(p, "aws:kms/key:Key", "datasets-dvc")["inputs"].update(
+        enableKeyRotation=False),
+    "rds-backups-and-customer-key": lambda p: _find(p, "aws:rds/instance:Instance", "mlflow-database")[
+        "inputs"].update(backupRetentionPeriod=1),
     "network-policies-require-enforcement": lambda p: _find(p, "aws:eks/addon:Addon", "cluster-vpc-cni")[
         "inputs"].update(configurationValues="{}"),
     "security-groups-closed-to-internet": lambda p: _add(p, "aws:ec2/securityGroup:SecurityGroup", "open-sg", {
@@ -198,7 +233,7 @@ def test_an_advisory_override_in_the_stack_policy_config_lets_check_pass(violati
     assert len(found) == len(NAMES) and not any(v.mandatory for v in found)
 
 
-def test_the_prod_policy_config_narrows_the_training_allowlist(prod):
+def test_the_prod_policy_config_narrows_the_s3_ranges(prod):
     """prod's config (policies/config.prod.json) allows only us-east-1's S3 ranges: a us-west-2 range fails."""
     plan = copy.deepcopy(render.plan(prod.run))
     _add(plan, "kubernetes:networking.k8s.io/v1:NetworkPolicy", "other-region", {
@@ -206,9 +241,9 @@ def test_the_prod_policy_config_narrows_the_training_allowlist(prod):
         "metadata": {"name": "other-region", "namespace": "forecasting"},
         "spec": {"podSelector": {"matchLabels": {"job-type": "training"}}, "policyTypes": ["Egress"],
                  "egress": [{"to": [{"ipBlock": {"cidr": "52.218.128.0/17"}}], "ports": [{"port": 443}]}]}})
-    egress = [p for p in POLICIES if p.name == "training-egress-allowlist"]
+    egress = [p for p in POLICIES if p.name == "workload-egress-allowlist"]
     assert [v.policy for v in check.evaluate(egress, _registrations(plan), check.load_overrides(PROJECT_DIR, "prod"))] \
-        == ["training-egress-allowlist"]
+        == ["workload-egress-allowlist"]
     assert check.evaluate(egress, _registrations(plan), {}) == []   # the default allowlist knows both regions
 
 

@@ -122,6 +122,7 @@ def variants() -> Rendered:
     config = stack_yaml("dev")
     teams = config[PREFIX + "teams"]
     teams[0]["models"][0]["canary"] = {"location": "s3://acme-ml-models-dev/fraud/v4", "trafficPercent": 5}
+    teams[1]["gpuQuota"] = 3            # the ranker's 3 replicas at peak, one GPU each
     teams[1]["models"] = [{"name": "ranker", "location": "s3://acme-ml-models-dev/ranker/v1", "framework": "pytorch",
                            "peakRps": 300, "gpu": True}]
     return Rendered(run_config(config, stack="dev"))

@@ -68,18 +68,20 @@ def _serving_rule_errors(cfg: PlatformConfig) -> list[Problem]:
 
 
 def _model_quota_errors(cfg: PlatformConfig, i: int, team: TeamConfig) -> list[Problem]:
-    """A team's quota must let its models scale to their peak (CPU, memory) and start at all (GPUs)."""
+    """A team's quota must let its models scale to their peak (CPU, memory, GPUs): an autoscaler allowed more replicas
+    than the quota holds stalls exactly when traffic peaks (the policy inference-replicas-within-quota says the same
+    of the plan)."""
     frameworks = catalog.serving_frameworks()
-    cpus = memory = min_gpus = 0.0
+    cpus = memory = gpus = 0.0
     for m in team.models:
         fw, size = frameworks[m.framework], model_sizing(m, cfg.is_prod)
         cpus += size.max_replicas * float(fw.cpu)
         memory += size.max_replicas * fw.memory_gib
-        min_gpus += size.min_replicas if m.gpu else 0
+        gpus += size.max_replicas if m.gpu else 0
     peak = "at their peak traffic (maxReplicas x the replica's requests, components/data/serving.yaml)"
     checks = [("cpuQuota", team.cpu_quota, cpus, f"CPUs the team's models need {peak}"),
               ("memoryQuotaGib", team.memory_quota_gib, memory, f"GiB the team's models need {peak}"),
-              ("gpuQuota", team.gpu_quota, min_gpus, "GPUs the team's GPU models need to start (their minReplicas)")]
+              ("gpuQuota", team.gpu_quota, gpus, f"GPUs the team's GPU models need {peak}")]
     return [Problem(f"teams[{i}].{key}", f"is below the {need:g} {what}; raise it, or lower the models' peakRps",
                     quota) for key, quota, need, what in checks if need > quota]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 import yaml
@@ -14,6 +14,8 @@ from preview import engine, render
 from tests import upstream
 
 PROJECT_DIR = engine.PROJECT_DIR
+# Every stack file shipped with the project: checked generically (tests must not depend on what they contain).
+SHIPPED_STACKS = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in PROJECT_DIR.glob("Pulumi.*.yaml"))
 
 
 def stack_yaml(stack: str) -> dict[str, Any]:
@@ -44,11 +46,46 @@ def run_config(config: dict[str, Any], stack: str = "test") -> engine.Run:
     return engine.run_program(stack, wire)
 
 
-class Rendered:
-    """A run with lookups by type and name, for assertions on what ends up in AWS and the cluster."""
+class CapturingMocks(engine.AwsLikeMocks):
+    """The offline mocks, remembering every value they generate for a `random:` resource (passwords, hashes): the
+    secrets the program is given, which must never reach a recorded input, output or written file."""
 
-    def __init__(self, run: engine.Run) -> None:
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.generated: dict[str, str] = {}
+
+    def new_resource(self, args):
+        rid, state = super().new_resource(args)
+        if args.typ.startswith("random:"):
+            self.generated.update({f"{args.name}.{key}": value for key, value in state.items()
+                                   if key not in args.inputs and isinstance(value, str) and len(value) >= 8})
+        return rid, state
+
+
+def run_capturing(run: Callable[[], engine.Run]) -> tuple[engine.Run, dict[str, str]]:
+    """`run()` under `CapturingMocks`: the run and the secret values the mocks generated for it."""
+    made: list[CapturingMocks] = []
+
+    def mocks(*args, **kwargs) -> CapturingMocks:
+        made.append(CapturingMocks(*args, **kwargs))
+        return made[-1]
+
+    original = engine.AwsLikeMocks
+    engine.AwsLikeMocks = mocks
+    try:
+        result = run()
+    finally:
+        engine.AwsLikeMocks = original
+    return result, {k: v for m in made for k, v in m.generated.items()}
+
+
+class Rendered:
+    """A run with lookups by type and name, for assertions on what ends up in AWS and the cluster.
+    `generated` holds the secret values the mocks generated for it (when rendered by `rendered_stack`)."""
+
+    def __init__(self, run: engine.Run, generated: dict[str, str] | None = None) -> None:
         self.run = run
+        self.generated = generated or {}
         self.resources = run.resources
         self.manifests = render.manifests(run)
 
@@ -75,14 +112,24 @@ class Rendered:
         return found[0]
 
 
+_RENDERED: dict[str, Rendered] = {}
+
+
+def rendered_stack(stack: str) -> Rendered:
+    """Each shipped stack rendered once per test session (per xdist worker), shared by every test that reads it."""
+    if stack not in _RENDERED:
+        _RENDERED[stack] = Rendered(*run_capturing(lambda: engine.run_stack(stack)))
+    return _RENDERED[stack]
+
+
 @pytest.fixture(scope="session")
 def dev() -> Rendered:
-    return Rendered(engine.run_stack("dev"))
+    return rendered_stack("dev")
 
 
 @pytest.fixture(scope="session")
 def prod() -> Rendered:
-    return Rendered(engine.run_stack("prod"))
+    return rendered_stack("prod")
 
 
 @pytest.fixture(scope="session")

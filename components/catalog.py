@@ -5,6 +5,7 @@ Components and config validation ask this module; no GPU fact is hard-coded else
 
 from __future__ import annotations
 
+import datetime
 import functools
 from pathlib import Path
 from typing import Iterable, NamedTuple
@@ -297,3 +298,18 @@ def s3_prefix_lists() -> dict[str, tuple[str, list[str]]]:
     """Region -> (prefix-list id, CIDRs) of S3's managed prefix list (components/data/s3-prefix-lists.yaml)."""
     data = yaml.safe_load((DATA_DIR / "s3-prefix-lists.yaml").read_text())
     return {region: (entry["id"], list(entry["cidrs"])) for region, entry in data.items()}
+
+
+class KubernetesVersion(NamedTuple):
+    version: str
+    released: datetime.date
+    end_of_standard_support: datetime.date
+    end_of_extended_support: datetime.date
+
+
+@functools.cache
+def kubernetes_versions() -> dict[str, KubernetesVersion]:
+    """EKS's Kubernetes minor versions and their support dates (components/data/kubernetes-versions.yaml)."""
+    data = yaml.safe_load((DATA_DIR / "kubernetes-versions.yaml").read_text())
+    return {v: KubernetesVersion(v, d["released"], d["endOfStandardSupport"], d["endOfExtendedSupport"])
+            for v, d in data.items()}

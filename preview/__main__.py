@@ -19,12 +19,19 @@ BUILD_DIR = engine.PROJECT_DIR / "build"
 def _run(stack: str, config_file: str | None = None, project_dir: Path = engine.PROJECT_DIR) -> engine.Run:
     from components.config import ConfigError
 
+    from components.config.loading import parse_config, read_stack_file
+
     path = Path(config_file) if config_file else engine.stack_file(stack, project_dir)
     try:
+        # The file (and the platform's whole config) is judged before the program runs, with every `secure:`
+        # value's own path; another program (bootstrap/) validates its own config.
+        found = read_stack_file(path)
+        if project_dir == engine.PROJECT_DIR:
+            parse_config(found.raw, found.secret_paths)
         config, secret_keys = engine.read_stack_config(path)
         return engine.run_program(stack, config, secret_keys, project_dir, engine.project_name(project_dir))
     except ConfigError as exc:
-        print(f"error: {path.name}: {exc}", file=sys.stderr)
+        print("\n".join(exc.lines(path.name)), file=sys.stderr)
         raise SystemExit(2) from None
 
 

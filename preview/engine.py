@@ -40,7 +40,7 @@ SIG_KEY = "4dabf18193072939515e22adb298388d"
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
 SECRET_PLACEHOLDER = "[secret]"
 UNKNOWN_PLACEHOLDER = "[unknown]"
-OFFLINE_SECRET = "offline-preview-placeholder"
+OFFLINE_SECRET = "offline-preview-placeholder"   # = components.config.loading.PLACEHOLDER
 
 
 @dataclass
@@ -140,33 +140,21 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
 
 def _unsecure(value: Any) -> tuple[Any, bool]:
     """Replace `secure:` values (undecryptable offline) with a placeholder; say whether any was found."""
-    if isinstance(value, dict):
-        if set(value) == {"secure"}:
-            return OFFLINE_SECRET, True
-        found = False
-        out = {}
-        for k, v in value.items():
-            out[k], f = _unsecure(v)
-            found |= f
-        return out, found
-    if isinstance(value, list):
-        pairs = [_unsecure(v) for v in value]
-        return [p[0] for p in pairs], any(p[1] for p in pairs)
-    return value, False
+    from components.config.loading import _unsecure as unsecure
+
+    found: list[str] = []
+    return unsecure(value, "", found), bool(found)
 
 
 def read_stack_config(stack_file: Path) -> tuple[dict[str, str], list[str]]:
-    """Config as the engine hands it to the program: strings, structured values as JSON."""
+    """Config as the engine hands it to the program: strings, structured values as JSON. A file that is not valid
+    YAML, or not a mapping of config keys, raises the config's ConfigError (printed as `error: <file>:...`)."""
     import json
 
-    doc = yaml.safe_load(stack_file.read_text()) or {}
-    config, secret_keys = {}, []
-    for key, value in (doc.get("config") or {}).items():
-        value, is_secret = _unsecure(value)
-        if is_secret:
-            secret_keys.append(key)
-        config[key] = value if isinstance(value, str) else json.dumps(value)
-    return config, secret_keys
+    from components.config.loading import read_stack_file
+
+    found = read_stack_file(stack_file)
+    return ({k: v if isinstance(v, str) else json.dumps(v) for k, v in found.config.items()}, found.secret_keys)
 
 
 def stack_file(stack: str, project_dir: Path = PROJECT_DIR) -> Path:

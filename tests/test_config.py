@@ -50,7 +50,7 @@ def test_three_mistakes_are_all_reported_with_their_key_paths():
     (lambda c: c["teams"][0]["models"][0].update(location="https://bucket/model"),
      "teams[0].models[0].location: must be an S3 location"),
     (lambda c: c["cluster"]["gpuNodeGroups"][0].update(instanceTypes=["g4dn.xlarge", "p5.48xlarge"]),
-     "cluster.gpuNodeGroups[0]: instanceTypes mix GPU types"),
+     "cluster.gpuNodeGroups[0].instanceTypes: instanceTypes mix GPU types"),
     (lambda c: c["cluster"].update(adminRoleArns=["admins"]), "cluster.adminRoleArns[0]: must be an IAM role ARN"),
     (lambda c: c["network"].update(vpcCidr="10.0.0.1/16"), "network.vpcCidr: must be a CIDR block"),
     (lambda c: c.update(environment="staging"), "environment: must be one of 'dev' or 'prod'"),

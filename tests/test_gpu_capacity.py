@@ -367,7 +367,7 @@ def _pool(config: dict, i: int) -> dict:
     (lambda c: _pool(c, 1).update(capacityTypes=["reserved"]), "gpu.nodePools[1].capacityTypes[0]: must be one of"),
     (lambda c: _pool(c, 1).update(consolidateAfter="soon"), "gpu.nodePools[1].consolidateAfter: must match"),
     (lambda c: _pool(c, 1).update(budgets=[{"nodes": "1", "schedule": "@daily"}]),
-     "gpu.nodePools[1].budgets[0]: schedule and duration go together"),
+     "gpu.nodePools[1].budgets[0].schedule: schedule and duration go together"),
     (lambda c: _pool(c, 1).update(ami={"alias": "al2023@latest"}), "gpu.nodePools[1].ami.alias: must match"),
     (lambda c: _pool(c, 1).update(ami={"alias": "al2023@v20260512", "nvidiaDriver": "operator"}),
      "gpu.nodePools[1].ami: EKS-optimized AMIs ship the NVIDIA driver"),

@@ -171,7 +171,7 @@ def prod_raw() -> dict:
     ({"database": {"multiAz": False}}, "mlflow.database.multiAz: must not be false in prod"),
     ({"database": {"backupRetentionDays": 3}}, "mlflow.database.backupRetentionDays: must be at least 7 in prod"),
     ({"database": {"allocatedStorageGib": 200, "maxAllocatedStorageGib": 100}},
-     "mlflow.database: maxAllocatedStorageGib must be at least allocatedStorageGib"),
+     "mlflow.database.maxAllocatedStorageGib: must be at least allocatedStorageGib"),
     ({"database": {"instanceClass": "m6i.large"}}, "mlflow.database.instanceClass: must match the pattern"),
     ({"replica": 2}, "mlflow.replica: is not a known setting; did you mean 'replicas'?"),
 ])

@@ -368,7 +368,7 @@ def test_a_configured_profile_replaces_the_generated_one():
 
 
 def test_culling_timeouts_are_ordered():
-    with pytest.raises(ConfigError, match=r"notebooks\.culling: .*gpuIdleTimeout must not exceed idleTimeout"):
+    with pytest.raises(ConfigError, match=r"notebooks\.culling\.gpuIdleTimeout: gpuIdleTimeout must not exceed idleTimeout"):
         _config("dev", notebooks={"culling": {"idleTimeout": "1h", "gpuIdleTimeout": "2h"}})
     with pytest.raises(ConfigError, match=r"notebooks\.culling\.gpuIdleTimeout: must match"):
         _config("dev", notebooks={"culling": {"gpuIdleTimeout": "one hour"}})

@@ -361,7 +361,7 @@ def test_a_team_with_only_a_name_and_gpu_quota_is_a_complete_isolated_tenant():
     (lambda c: c["teams"][0].update(group="system:masters"), "teams[0].group: must be a Kubernetes group name"),
     (lambda c: c["teams"][0].update(packageIndex={"cidrs": ["0.0.0.0/0"]}),
      "teams[0].packageIndex.cidrs[0]: would open the pods to the whole internet"),
-    (lambda c: c["teams"][0].update(packageIndex={}), "teams[0].packageIndex: set either cidrs"),
+    (lambda c: c["teams"][0].update(packageIndex={}), "teams[0].packageIndex.proxy: set either cidrs"),
     (lambda c: c["teams"][0].update(packageIndex={"proxy": {"namespace": "proxy", "port": 3128}}),
      "teams[0].packageIndex.proxy: podLabels is required with namespace"),
     (lambda c: c["teams"][0].update(migQuota={"1g.10gb": 2}),

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
 from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field, model_validator
 
 from components import catalog
-from components.config.problems import Problem
+from components.config.problems import FieldError, Problem
 from components.config.types import CapacityType, Cidr, DnsLabel, GpuInstanceType, IamRoleArn, Model
 
 if TYPE_CHECKING:
@@ -27,7 +29,7 @@ class SystemNodesConfig(Model):
     @model_validator(mode="after")
     def _sizes_ordered(self) -> SystemNodesConfig:
         if not self.min_size <= self.desired_size <= self.max_size:
-            raise ValueError("minSize <= desiredSize <= maxSize must hold")
+            raise FieldError("desiredSize", "minSize <= desiredSize <= maxSize must hold")
         return self
 
 
@@ -46,12 +48,12 @@ class GpuNodeGroupConfig(Model):
     def _one_gpu_type(self) -> GpuNodeGroupConfig:
         kinds = {catalog.instance_types()[t].gpu_type for t in self.instance_types}
         if len(kinds) > 1:
-            raise ValueError(
-                f"instanceTypes mix GPU types {sorted(kinds)}; a node group holds one GPU type so its "
+            raise FieldError(
+                "instanceTypes", f"instanceTypes mix GPU types {sorted(kinds)}; a node group holds one GPU type so its "
                 "label names it"
             )
         if not self.min_size <= self.desired_size <= self.max_size:
-            raise ValueError("minSize <= desiredSize <= maxSize must hold")
+            raise FieldError("desiredSize", "minSize <= desiredSize <= maxSize must hold")
         return self
 
     @property
@@ -81,16 +83,51 @@ class ClusterConfig(Model):
         names = [g.name for g in self.gpu_node_groups]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
-            raise ValueError(f"gpuNodeGroups names must be unique; repeated: {dupes}")
+            raise FieldError("gpuNodeGroups", f"names must be unique; repeated: {dupes}")
         return self
 
 
 
-def problems(cfg: PlatformConfig) -> list[Problem]:
-    """Prod's system nodes (the platform's controllers) are on-demand."""
+# The widest public CIDR a prod API endpoint may admit (the policy eks-endpoint-restricted says the same of the plan).
+PROD_MAX_PUBLIC_PREFIX = 16
+
+
+def version_problems(version: str, today: datetime.date | None = None) -> list[Problem]:
+    """The Kubernetes version is one EKS offers (components/data/kubernetes-versions.yaml) and still supported."""
+    versions = catalog.kubernetes_versions()
+    today = today or datetime.date.today()
+    if version not in versions:
+        offered = [v for v, info in versions.items() if info.end_of_extended_support >= today]
+        return [Problem("cluster.kubernetesVersion", f"is not a Kubernetes version EKS supports (supported: "
+                        f"{', '.join(offered)}; components/data/kubernetes-versions.yaml)", version)]
+    info = versions[version]
+    if info.end_of_extended_support < today:
+        return [Problem("cluster.kubernetesVersion", f"reached the end of EKS extended support on "
+                        f"{info.end_of_extended_support}; AWS upgrades such clusters itself. Move to a newer version",
+                        version)]
+    return []
+
+
+def endpoint_problems(cfg: PlatformConfig) -> list[Problem]:
+    """In prod the API endpoint is private, or public only from explicit, narrow CIDRs."""
+    cluster = cfg.cluster
+    if not cfg.is_prod or not cluster.endpoint_public_access:
+        return []
+    if not cluster.public_access_cidrs:
+        return [Problem("cluster.publicAccessCidrs", "must list the CIDRs that may reach the public API endpoint in "
+                        "prod (your office and CI ranges), or set endpointPublicAccess: false", [])]
+    return [Problem(f"cluster.publicAccessCidrs[{i}]", f"is wider than /{PROD_MAX_PUBLIC_PREFIX}: a prod API endpoint "
+                    "is public only to explicit ranges (or set endpointPublicAccess: false)", cidr)
+            for i, cidr in enumerate(cluster.public_access_cidrs)
+            if ipaddress.ip_network(cidr).prefixlen < PROD_MAX_PUBLIC_PREFIX]
+
+
+def problems(cfg: PlatformConfig, today: datetime.date | None = None) -> list[Problem]:
+    """Prod's system nodes (the platform's controllers) are on-demand; supported version; prod endpoint."""
+    found = version_problems(cfg.cluster.kubernetes_version, today) + endpoint_problems(cfg)
     nodes = cfg.cluster.system_nodes
     if cfg.is_prod and nodes.capacity_type != "ON_DEMAND":
-        return [Problem("cluster.systemNodes.capacityType",
-                        "must be 'ON_DEMAND' in prod: spot reclaims would evict the platform's controllers",
-                        nodes.capacity_type)]
-    return []
+        found.append(Problem("cluster.systemNodes.capacityType",
+                             "must be 'ON_DEMAND' in prod: spot reclaims would evict the platform's controllers",
+                             nodes.capacity_type))
+    return found

@@ -11,7 +11,7 @@ from pydantic import Field, model_validator
 
 from components import catalog, labels
 from components.config.nodepools import DisruptionBudgetConfig, NodePoolConfig
-from components.config.problems import Problem
+from components.config.problems import FieldError, Problem
 from components.config.types import Duration, GpuInstanceType, Model
 
 if TYPE_CHECKING:
@@ -54,10 +54,10 @@ class GpuNodePoolConfig(NodePoolConfig):
     def _one_gpu_type(self) -> GpuNodePoolConfig:
         kinds = {catalog.instance_types()[t].gpu_type for t in self.instance_types}
         if len(kinds) > 1:
-            raise ValueError(f"instanceTypes mix GPU types {sorted(kinds)}; a NodePool holds one GPU type so its "
+            raise FieldError("instanceTypes", f"instanceTypes mix GPU types {sorted(kinds)}; a NodePool holds one GPU type so its "
                              "labels, sharing config and MIG layout fit every node")
         if len(set(self.instance_types)) != len(self.instance_types):
-            raise ValueError("instanceTypes lists a type twice")
+            raise FieldError("instanceTypes", "lists a type twice")
         return self
 
     @property

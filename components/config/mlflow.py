@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field, model_validator
 
-from components.config.problems import Problem
+from components.config.problems import FieldError, Problem
 from components.config.types import Model
 
 if TYPE_CHECKING:
@@ -25,7 +25,7 @@ class MlflowDatabaseConfig(Model):
     @model_validator(mode="after")
     def _storage_ordered(self) -> MlflowDatabaseConfig:
         if self.max_allocated_storage_gib < self.allocated_storage_gib:
-            raise ValueError("maxAllocatedStorageGib must be at least allocatedStorageGib")
+            raise FieldError("maxAllocatedStorageGib", "must be at least allocatedStorageGib")
         return self
 
 

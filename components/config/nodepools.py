@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
+from components.config.problems import FieldError
 from components.config.types import DnsLabel, Duration, Model
 
 # An EKS-optimized AMI selected by Karpenter alias, pinned to a release (never `latest`): Karpenter picks the
@@ -27,7 +28,7 @@ class DisruptionBudgetConfig(Model):
     @model_validator(mode="after")
     def _schedule_with_duration(self) -> DisruptionBudgetConfig:
         if (self.schedule is None) != (self.duration is None):
-            raise ValueError("schedule and duration go together: set both (a window) or neither (always)")
+            raise FieldError("schedule", "schedule and duration go together: set both (a window) or neither (always)")
         return self
 
 
@@ -42,14 +43,14 @@ class AmiConfig(Model):
     @model_validator(mode="after")
     def _one_source(self) -> AmiConfig:
         if (self.alias is None) == (self.id is None):
-            raise ValueError("set either alias (e.g. 'al2023@v20260512') or id (your own AMI), not both")
+            raise FieldError("alias", "set either alias (e.g. 'al2023@v20260512') or id (your own AMI), not both")
         if self.id is not None and self.family is None:
-            raise ValueError("family is required with id: 'AL2023' or 'Bottlerocket'")
+            raise FieldError("family", "family is required with id: 'AL2023' or 'Bottlerocket'")
         if self.alias is not None and self.nvidia_driver != "preinstalled":
-            raise ValueError("EKS-optimized AMIs ship the NVIDIA driver and toolkit; nvidiaDriver 'operator' is "
+            raise FieldError("nvidiaDriver", "EKS-optimized AMIs ship the NVIDIA driver and toolkit; nvidiaDriver 'operator' is "
                              "only for your own AMI (id) without them")
         if self.nvidia_driver == "operator" and self.family == "Bottlerocket":
-            raise ValueError("the GPU operator cannot install a driver on Bottlerocket; use an AL2023 AMI")
+            raise FieldError("nvidiaDriver", "the GPU operator cannot install a driver on Bottlerocket; use an AL2023 AMI")
         return self
 
     @property
@@ -78,5 +79,5 @@ class NodePoolConfig(Model):
     @model_validator(mode="after")
     def _unique_capacity_types(self) -> NodePoolConfig:
         if len(set(self.capacity_types)) != len(self.capacity_types):
-            raise ValueError("capacityTypes lists a type twice")
+            raise FieldError("capacityTypes", "lists a type twice")
         return self

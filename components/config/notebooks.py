@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 
 from components import catalog
-from components.config.problems import Problem, known
+from components.config.problems import FieldError, Problem, known
 from components.config.supply_chain import image_allowed
 from components.config.types import DnsLabel, Duration, HttpsUrl, MigProfile, Model, PinnedImage, duration_seconds
 from components.planning import gpu_supply, notebook_profiles
@@ -36,9 +36,9 @@ class NotebookGpuConfig(Model):
     @model_validator(mode="after")
     def _sharing_fields(self) -> NotebookGpuConfig:
         if self.sharing != "none" and self.count != 1:
-            raise ValueError(f"count must be 1 with sharing '{self.sharing}': a pod gets one replica or MIG instance")
+            raise FieldError("count", f"count must be 1 with sharing '{self.sharing}': a pod gets one replica or MIG instance")
         if (self.sharing == "mig") != (self.mig_profile is not None):
-            raise ValueError("migProfile goes with sharing 'mig' and only with it, for example "
+            raise FieldError("migProfile", "migProfile goes with sharing 'mig' and only with it, for example "
                              "{type: a100-80gb, sharing: mig, migProfile: 1g.10gb}")
         return self
 
@@ -69,13 +69,13 @@ class NotebookCullingConfig(Model):
     def _ordered(self) -> NotebookCullingConfig:
         s = duration_seconds
         if s(self.gpu_idle_timeout) > s(self.idle_timeout):
-            raise ValueError("gpuIdleTimeout must not exceed idleTimeout: GPU notebooks are culled sooner, not later")
+            raise FieldError("gpuIdleTimeout", "gpuIdleTimeout must not exceed idleTimeout: GPU notebooks are culled sooner, not later")
         if s(self.gpu_max_age) > s(self.max_age):
-            raise ValueError("gpuMaxAge must not exceed maxAge")
+            raise FieldError("gpuMaxAge", "gpuMaxAge must not exceed maxAge")
         if s(self.idle_timeout) > s(self.max_age) or s(self.gpu_idle_timeout) > s(self.gpu_max_age):
-            raise ValueError("an idle timeout longer than its maximum age never applies; shorten it")
+            raise FieldError("idleTimeout", "an idle timeout longer than its maximum age never applies; shorten it")
         if s(self.every) > s(self.gpu_idle_timeout):
-            raise ValueError("every must not exceed gpuIdleTimeout, or the culler looks too rarely to honour it")
+            raise FieldError("every", "every must not exceed gpuIdleTimeout, or the culler looks too rarely to honour it")
         if min(s(self.gpu_idle_timeout), s(self.every)) < 60:
             raise ValueError("timeouts below one minute would cull servers while they start")
         return self

@@ -7,6 +7,14 @@ import json
 from typing import Any, NamedTuple
 
 
+class FieldError(ValueError):
+    """A model rule's finding about one of the model's keys: the problem is reported at `<model path>.<key>`."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
 class Problem(NamedTuple):
     """A rule's finding, printed as `path: message (got: value)`."""
 
@@ -15,7 +23,7 @@ class Problem(NamedTuple):
     value: Any = None   # the offending value (None: not shown)
 
     def __str__(self) -> str:
-        return format_problem(self.path, self.message, self.value)
+        return format_problem(self.path, self.message, self.value, self.value is not None)
 
 
 def format_problem(path: str, message: str, value: Any, has_value: bool = True) -> str:

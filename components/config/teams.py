@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from components.config.problems import Problem
+from components.config.problems import FieldError, Problem
 from components.config.types import (DnsLabel, GitBranch, GithubRepository, IamRoleArn, KubernetesGroup, MigProfile,
                                      Model, PackageCidr, Port, RegistryPrefix, S3Uri)
 from components.planning.serving import ModelSizing, model_sizing
@@ -52,7 +53,8 @@ class PackageProxyConfig(Model):
     @model_validator(mode="after")
     def _one_target(self) -> PackageProxyConfig:
         if (self.namespace is None) == (self.cidr is None):
-            raise ValueError("set either namespace (with podLabels) for a proxy in the cluster, or cidr for one "
+            raise FieldError("cidr" if self.cidr is not None else "namespace",
+                             "set either namespace (with podLabels) for a proxy in the cluster, or cidr for one "
                              "outside it, not both")
         if self.namespace is not None and not self.pod_labels:
             raise ValueError("podLabels is required with namespace, so only the proxy's pods are reachable")
@@ -69,7 +71,8 @@ class PackageIndexConfig(Model):
     @model_validator(mode="after")
     def _cidrs_or_proxy(self) -> PackageIndexConfig:
         if bool(self.cidrs) == (self.proxy is not None):
-            raise ValueError("set either cidrs (the package index's addresses) or proxy, not both and not neither")
+            raise FieldError("cidrs" if self.cidrs else "proxy",
+                             "set either cidrs (the package index's addresses) or proxy, not both and not neither")
         return self
 
 
@@ -108,11 +111,50 @@ class TeamConfig(Model):
         return self.group or f"team:{self.name}"
 
 
+# A team's name is its namespace: not Kubernetes' own, not one the platform installs into.
+RESERVED_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease", "cert-manager", "gpu-operator",
+                       "jupyterhub", "karpenter", "knative-serving", "kourier-system", "kserve", "kubeflow", "mlflow",
+                       "monitoring", "amazon-cloudwatch")
+# Addresses inside the cluster a package index must not cover: the Kubernetes Service ranges EKS picks from, link-local
+# (instance metadata, node-local DNS) and loopback; the VPC itself (nodes and pods) is added per stack.
+CLUSTER_INTERNAL = ("10.100.0.0/16", "172.20.0.0/16", "169.254.0.0/16", "127.0.0.0/8")
+# A proxy inside the VPC is an address or a small load-balancer range, never a subnet of workloads.
+PROXY_MAX_PREFIX = 24
+
+
+def package_index_problems(cfg: PlatformConfig, i: int, team: TeamConfig) -> list[Problem]:
+    index = team.package_index
+    if index is None:
+        return []
+    vpc = ipaddress.ip_network(cfg.network.vpc_cidr) if cfg.network.existing is None else None
+    internal = [ipaddress.ip_network(c) for c in CLUSTER_INTERNAL] + ([vpc] if vpc else [])
+    found = []
+    for j, cidr in enumerate(index.cidrs):
+        net = ipaddress.ip_network(cidr)
+        covered = [str(r) for r in internal if r.version == net.version and net.overlaps(r)]
+        if covered:
+            found.append(Problem(f"teams[{i}].packageIndex.cidrs[{j}]", f"covers cluster-internal addresses "
+                                 f"({', '.join(covered)}); list the package index's own addresses, or use a proxy",
+                                 cidr))
+    proxy = index.proxy
+    if proxy is not None and proxy.cidr is not None:
+        net = ipaddress.ip_network(proxy.cidr)
+        if net.prefixlen < PROXY_MAX_PREFIX or (vpc is not None and not (net.version == vpc.version
+                                                                          and net.subnet_of(vpc))):
+            found.append(Problem(f"teams[{i}].packageIndex.proxy.cidr", f"must be the proxy's address (at most a /"
+                                 f"{PROXY_MAX_PREFIX}) inside the VPC{f' {vpc}' if vpc else ''}", proxy.cidr))
+    return found
+
+
 def problems(cfg: PlatformConfig) -> list[Problem]:
-    """Names: teams unique, models unique within their team."""
+    """Names: teams unique and not reserved, models unique within their team; package indexes outside the cluster."""
     errors: list[Problem] = []
     names = [t.name for t in cfg.teams]
     for i, team in enumerate(cfg.teams):
+        if team.name in RESERVED_NAMESPACES or team.name.startswith("kube-"):
+            errors.append(Problem(f"teams[{i}].name", "is a namespace Kubernetes or the platform already uses "
+                                  f"(reserved: {', '.join(RESERVED_NAMESPACES)}, kube-*); pick another name", team.name))
+        errors += package_index_problems(cfg, i, team)
         if names.index(team.name) != i:
             errors.append(Problem(f"teams[{i}].name", "must be unique; another team already has this name", team.name))
         model_names = [m.name for m in team.models]

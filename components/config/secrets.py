@@ -1,0 +1,44 @@
+"""Which settings are secrets: `secure:` values go there and only there, and prod keeps them encrypted.
+
+A stack file's `secure:` values are known by their full key path when the file is read (`read_stack_file`); a
+running program only knows which top-level keys hold one (Pulumi marks the whole key secret), so a path here is
+either. A path covers a secret setting when it is that setting or one of its parents.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable
+
+from components.config.problems import Problem
+
+if TYPE_CHECKING:
+    from components.config.platform import PlatformConfig
+
+# Key path -> how to read the setting's value from the validated config.
+SECRET_SETTINGS: dict[str, Callable[[PlatformConfig], Any]] = {
+    "notebooks.auth.clientSecret": lambda cfg: cfg.notebooks.auth.client_secret,
+}
+# What a `secure:` value reads as when it cannot be decrypted (the offline preview, tests): it was a `secure:` value.
+PLACEHOLDER = "offline-preview-placeholder"
+SET_SECRET = "pulumi config set --path --secret 'mlops-platform:{path}' <value>"
+
+
+def _covers(path: str, setting: str) -> bool:
+    return setting == path or setting.startswith(path + ".")
+
+
+def misplaced_secrets(secret_paths: list[str]) -> list[Problem]:
+    """`secure:` values where no secret belongs (checked before the structure: the value itself is unreadable)."""
+    return [Problem(path, "is a `secure:` value, but no secret belongs here (secrets: "
+                    f"{', '.join(SECRET_SETTINGS)}); write it in plain text", None)
+            for path in secret_paths if not any(_covers(path, s) for s in SECRET_SETTINGS)]
+
+
+def plain_secrets(cfg: PlatformConfig, secret_paths: list[str]) -> list[Problem]:
+    """In prod, every secret that is set is a `secure:` value."""
+    if not cfg.is_prod:
+        return []
+    return [Problem(setting, "must be a `secure:` value in prod, not plain text in the stack file (anyone with the "
+                    f"repository could read it): {SET_SECRET.format(path=setting)}", None)
+            for setting, read in SECRET_SETTINGS.items()
+            if read(cfg) and read(cfg) != PLACEHOLDER and not any(_covers(p, setting) for p in secret_paths)]

@@ -7,7 +7,7 @@ REQUIREMENTS := requirements.txt requirements-dev.txt policies/requirements.txt 
 CLIENTS := .venv-clients
 HELM := .cache/tools/helm
 
-.PHONY: preview check test bench clean clients helm
+.PHONY: preview check test bench clean clients helm fuzz-config
 
 $(VENV)/.installed: $(REQUIREMENTS)
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,12 @@ check: $(VENV)/.installed
 
 test: $(VENV)/.installed $(CLIENTS)/.installed $(HELM)
 	$(PY) -m pytest -q
+
+# A few thousand seeded mutations of the stack files: no traceback, invalid ones never rendered (docs/config-errors.md).
+FUZZ_CASES ?= 3000
+FUZZ_SEED ?= 1
+fuzz-config: $(VENV)/.installed
+	$(PY) -m tests.fuzz_config --cases $(FUZZ_CASES) --seed $(FUZZ_SEED)
 
 bench: $(VENV)/.installed
 	$(PY) -m preview.bench

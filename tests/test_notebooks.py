@@ -300,8 +300,12 @@ def test_client_secret_never_appears_in_clear_in_the_build_output(prod, tmp_path
 
 
 def test_the_secret_is_a_secret_even_when_not_marked_secure():
+    """Prod refuses a plain-text client secret (docs/config-errors.md); elsewhere it is still kept out of the plan."""
     config = stack_yaml("prod")
     config["mlops-platform:notebooks"]["auth"]["clientSecret"] = "plain-text-in-config"
+    with pytest.raises(ConfigError, match=r"notebooks\.auth\.clientSecret: must be a `secure:` value in prod"):
+        run_config(config)
+    config["mlops-platform:environment"] = "dev"
     run = run_config(config)
     assert "plain-text-in-config" not in json.dumps(render.plan(run))
 
@@ -389,7 +393,7 @@ def test_oauth_settings_are_complete():
 def test_github_groups_come_from_teams():
     config = stack_yaml("prod")
     config["mlops-platform:notebooks"]["auth"] = {
-        "type": "github", "clientId": "x", "clientSecret": "s", "allowedOrganizations": ["acme"],
+        "type": "github", "clientId": "x", "clientSecret": engine.OFFLINE_SECRET, "allowedOrganizations": ["acme"],
         "callbackUrl": "https://j.example/hub/oauth_callback"}
     config["mlops-platform:notebooks"]["teamGroups"] = {"fraud-detection": "acme:fraud-detection"}
     run = run_config(config)

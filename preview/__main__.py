@@ -105,11 +105,16 @@ def cmd_diff(args: argparse.Namespace) -> int:
     run = _run(args.stack, args.config)
     head = render.plan(run)
     violations = _violations(run)
-    d, base_cost, head_cost = diff.diff_plans(base, head), cost_model.from_plan(base), cost_model.from_plan(head)
+    d = diff.diff_plans(base, head)
+    base_cost, head_cost = cost_model.from_plan(base), cost_model.from_plan(head)
     if args.format == "json":
         print(json.dumps(diff.counts(args.stack, d, violations, base_cost, head_cost), indent=1))
-    else:
-        print(diff.markdown(args.stack, d, violations, base_cost, head_cost))
+        return 0
+    if args.full:
+        Path(args.full).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.full).write_text(diff.markdown(args.stack, d, violations, base_cost, head_cost))
+    print(diff.markdown(args.stack, d, violations, base_cost, head_cost, budget=args.budget,
+                        full_name=Path(args.full).name if args.full else None))
     return 0
 
 
@@ -132,6 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--base", required=True, help="git ref to compare with (e.g. origin/main)")
     p.add_argument("--format", choices=["markdown", "json"], default="markdown",
                    help="json: counts only, what offline-comment.yml renders (preview/comment.py)")
+    p.add_argument("--full", metavar="FILE", help="also write the whole diff, with no size limit, to FILE")
+    p.add_argument("--budget", type=int, default=30000,
+                   help="characters the printed Markdown may use (a GitHub comment holds 65,536, a job summary 1 MiB)")
     p.set_defaults(func=cmd_diff)
     for command in sub.choices.values():
         command.add_argument("--config", metavar="FILE",

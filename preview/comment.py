@@ -55,7 +55,8 @@ def summary(stack: str, doc: Any) -> dict[str, Any]:
             raise BadArtifact(f"cost.{key} must be [base, head]")
         amounts[key] = tuple(_amount(v, f"cost.{key}") for v in pair)
     return {
-        "added": _count(doc, "added"), "changed": _count(doc, "changed"), "removed": _count(doc, "removed"),
+        "replaced": _count(doc, "replaced"), "removed": _count(doc, "removed"), "added": _count(doc, "added"),
+        "changed": _count(doc, "changed"),
         "mandatory": _count(doc, "violations", "mandatory"), "advisory": _count(doc, "violations", "advisory"),
         **amounts,
     }
@@ -72,15 +73,20 @@ def _delta(base: float, head: float) -> str:
 
 def render(summaries: dict[str, dict[str, Any]], run_url: str, head_sha: str) -> str:
     lines = [MARKER, f"## Offline preview of `{head_sha[:12]}`", "",
-             "| stack | add | change | delete | mandatory violations | advisory | idle baseline / month | "
-             "max GPU burn / hour |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "| stack | replace | delete | add | change in place | mandatory violations | advisory | "
+             "idle baseline / month | max GPU burn / hour |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for stack, s in summaries.items():
         base_m, head_m = s["baselineMonthly"]
         base_b, head_b = s["burnHourly"]
-        lines.append(f"| `{stack}` | {s['added']} | {s['changed']} | {s['removed']} | {s['mandatory']} | "
-                     f"{s['advisory']} | {_money(head_m)} ({_delta(base_m, head_m)}) | "
+        lines.append(f"| `{stack}` | {s['replaced']} | {s['removed']} | {s['added']} | {s['changed']} | "
+                     f"{s['mandatory']} | {s['advisory']} | {_money(head_m)} ({_delta(base_m, head_m)}) | "
                      f"{_money(head_b)} ({_delta(base_b, head_b)}) |")
-    lines += ["", f"Resource-level diff, policy messages and cost lines: [the run's job summary]({run_url})."]
+    risky = [f"`{stack}`" for stack, s in summaries.items() if s["replaced"] or s["removed"]]
+    if risky:   # replacements and deletions first: the job summary lists them, protected ones at the top
+        lines += ["", "> [!CAUTION]", f"> Resources are replaced or deleted in {', '.join(risky)}: read the list at "
+                  "the top of the job summary before merging."]
+    lines += ["", f"Resource-level diff (replacements, structural changes, manual CRD steps), policy messages and "
+              f"cost lines: [the run's job summary]({run_url})."]
     return "\n".join(lines) + "\n"
 
 

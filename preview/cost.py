@@ -32,6 +32,13 @@ def markdown(cost: Cost, title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def summary_line(base: Cost, head: Cost) -> str:
+    """One line for the top of the PR comment: the idle baseline and its change."""
+    delta = round(head.baseline_total - base.baseline_total, 2)
+    change = "no change" if delta == 0 else f"{'+' if delta > 0 else '-'}${abs(delta):,.2f}/month"
+    return f"idle baseline **${head.baseline_total:,.0f}/month** ({change})"
+
+
 def delta_markdown(base: Cost, head: Cost) -> str:
     def signed(x: float) -> str:
         x = round(x, 2)

@@ -1,13 +1,13 @@
-"""Property-level diff of two plans, as Markdown for a pull-request comment.
+"""Diff of two plans for a pull-request review: what is replaced, deleted, added and changed, property by property.
 
-Resources are matched by URN. Inputs are compared leaf by leaf (`spec.limits["nvidia.com/gpu"]`), so a Helm
-release's values show key by key instead of as one blob.
+Resources are matched by URN. Inputs are compared structurally (`preview.structdiff`: lists by identity, embedded
+JSON/YAML parsed), replacements are decided from the providers' force-new properties (`preview.replacements`), and
+chart upgrades that need a manual CRD step are flagged. `preview.report` renders the result as Markdown.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 import tempfile
@@ -16,37 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from preview import cost as cost_model
+from preview import replacements, structdiff
+from preview.structdiff import Change
 
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
-MAX_CHANGES_SHOWN = 40
-
-
-def _join(prefix: str, key: str) -> str:
-    if re.fullmatch(r"[A-Za-z_][\w-]*", key):
-        return f"{prefix}.{key}" if prefix else key
-    return f"{prefix}[{json.dumps(key)}]"
-
-
-def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    """Leaves of a JSON value by path: `spec.limits["nvidia.com/gpu"]`, `spec.containers[0].image`."""
-    if isinstance(value, dict) and value:
-        out: dict[str, Any] = {}
-        for k, v in value.items():
-            out.update(flatten(v, _join(prefix, k)))
-        return out
-    if isinstance(value, list) and value:
-        out = {}
-        for i, v in enumerate(value):
-            out.update(flatten(v, f"{prefix}[{i}]"))
-        return out
-    return {prefix: value}
-
-
-@dataclass
-class Change:
-    path: str
-    old: Any
-    new: Any
+FLAGS = ("protect", "retainOnDelete")
 
 
 @dataclass
@@ -55,14 +29,30 @@ class ResourceDiff:
     type: str
     name: str
     component: str
-    changes: list[Change] = field(default_factory=list)
+    protect: bool = False
+    inputs: dict[str, Any] = field(default_factory=dict)     # head inputs (base inputs for a deletion)
+    changes: list[Change] = field(default_factory=list)      # paths relative to the inputs; flags as `(protect)`
+    replace_reasons: list[str] = field(default_factory=list)
+
+    @property
+    def replaced(self) -> bool:
+        return bool(self.replace_reasons)
 
 
 @dataclass
 class PlanDiff:
     added: list[ResourceDiff]
     removed: list[ResourceDiff]
-    changed: list[ResourceDiff]
+    changed: list[ResourceDiff]                               # replaced ones included
+    warnings: list[str] = field(default_factory=list)         # manual steps (CRDs of upgraded charts)
+
+    @property
+    def replaced(self) -> list[ResourceDiff]:
+        return [r for r in self.changed if r.replaced]
+
+    @property
+    def updated(self) -> list[ResourceDiff]:
+        return [r for r in self.changed if not r.replaced]
 
     @property
     def empty(self) -> bool:
@@ -76,9 +66,12 @@ def _component(resource: dict[str, Any], by_urn: dict[str, dict[str, Any]]) -> s
     return node["name"] if not node.get("custom") else "(stack)"
 
 
-def _compared(r: dict[str, Any]) -> dict[str, Any]:
-    """What a reviewer cares about: inputs, plus protection and the provider choice."""
-    return {"inputs": r.get("inputs") or {}, "protect": r.get("protect"), "retainOnDelete": r.get("retainOnDelete")}
+def resource_changes(old: dict[str, Any], new: dict[str, Any]) -> list[Change]:
+    changes = structdiff.diff(old.get("inputs") or {}, new.get("inputs") or {})
+    for flag in FLAGS:
+        if bool(old.get(flag)) != bool(new.get(flag)):
+            changes.append(Change(f"({flag})", bool(old.get(flag)), bool(new.get(flag))))
+    return changes
 
 
 def diff_plans(base: dict[str, Any], head: dict[str, Any]) -> PlanDiff:
@@ -86,59 +79,34 @@ def diff_plans(base: dict[str, Any], head: dict[str, Any]) -> PlanDiff:
     head_by = {r["urn"]: r for r in head["resources"]}
 
     def entry(r: dict[str, Any], by: dict[str, dict[str, Any]]) -> ResourceDiff:
-        return ResourceDiff(r["urn"], r["type"], r["name"], _component(r, by))
+        return ResourceDiff(r["urn"], r["type"], r["name"], _component(r, by), bool(r.get("protect")),
+                            r.get("inputs") or {})
 
     added = [entry(r, head_by) for urn, r in head_by.items() if urn not in base_by and r.get("custom")]
     removed = [entry(r, base_by) for urn, r in base_by.items() if urn not in head_by and r.get("custom")]
-    changed = []
-    for urn, new in head_by.items():
-        old = base_by.get(urn)
-        if old is None or not new.get("custom"):
+    changes = {urn: resource_changes(base_by[urn], new) for urn, new in head_by.items()
+               if urn in base_by and new.get("custom")}
+    replaced = replacements.plan_replacements(
+        base_by, head_by, {urn: [c.path for c in cs if not c.path.startswith("(")] for urn, cs in changes.items()})
+    changed, warnings = [], []
+    for urn, cs in changes.items():
+        if not cs and urn not in replaced:
             continue
-        before, after = flatten(_compared(old)), flatten(_compared(new))
-        changes = [Change(path, before.get(path), after.get(path))
-                   for path in sorted(set(before) | set(after)) if before.get(path) != after.get(path)]
-        if changes:
-            d = entry(new, head_by)
-            d.changes = changes
-            changed.append(d)
-    return PlanDiff(added, removed, changed)
+        d = entry(head_by[urn], head_by)
+        d.changes, d.replace_reasons = cs, replaced.get(urn, [])
+        # Pulumi refuses to replace a protected resource: the base's protection is what counts.
+        d.protect = d.protect or bool(base_by[urn].get("protect"))
+        changed.append(d)
+        if d.type == HELM_RELEASE:
+            warnings += replacements.crd_warnings(base_by[urn].get("inputs") or {}, head_by[urn].get("inputs") or {})
+    return PlanDiff(added, removed, changed, warnings)
 
 
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "(unset)"
-    text = json.dumps(value) if not isinstance(value, str) else value
-    return f"`{text if len(text) <= 80 else text[:77] + '...'}`"
+def markdown(stack: str, d: PlanDiff, violations: list, base_cost, head_cost, budget: int | None = None,
+             full_name: str | None = None) -> str:
+    from preview import report
 
-
-def markdown(stack: str, d: PlanDiff, violations: list, base_cost: cost_model.Cost,
-             head_cost: cost_model.Cost) -> str:
-    out = [f"## Offline preview diff: stack `{stack}`", ""]
-    out.append(f"**{len(d.added)} to add, {len(d.changed)} to change, {len(d.removed)} to delete**")
-    out.append("")
-    components = sorted({r.component for r in d.added + d.removed + d.changed})
-    for comp in components:
-        out += [f"### {comp}", ""]
-        for r in (x for x in d.added if x.component == comp):
-            out.append(f"- :heavy_plus_sign: `{r.type}` **{r.name}**")
-        for r in (x for x in d.removed if x.component == comp):
-            out.append(f"- :heavy_minus_sign: `{r.type}` **{r.name}**")
-        for r in (x for x in d.changed if x.component == comp):
-            label = "Helm release values" if r.type == HELM_RELEASE else r.type
-            out.append(f"- :pencil2: `{label}` **{r.name}**")
-            for c in r.changes[:MAX_CHANGES_SHOWN]:
-                path = c.path.removeprefix("inputs.")
-                out.append(f"  - `{path}`: {_fmt(c.old)} → {_fmt(c.new)}")
-            if len(r.changes) > MAX_CHANGES_SHOWN:
-                out.append(f"  - ... and {len(r.changes) - MAX_CHANGES_SHOWN} more")
-        out.append("")
-    if d.empty:
-        out += ["No changes.", ""]
-    out += ["### Policy check (head)", ""]
-    out += [f"- **{v.enforcement}** `{v.policy}`: {v.message}" for v in violations] or ["- no violations"]
-    out += ["", "### Cost", "", cost_model.delta_markdown(base_cost, head_cost)]
-    return "\n".join(out)
+    return report.render(stack, d, violations, base_cost, head_cost, budget=budget, full_name=full_name)
 
 
 def counts(stack: str, d: PlanDiff, violations: list, base_cost: cost_model.Cost,
@@ -146,7 +114,8 @@ def counts(stack: str, d: PlanDiff, violations: list, base_cost: cost_model.Cost
     """The diff as numbers only: what the fork-safe comment workflow may receive (preview/comment.py)."""
     mandatory = sum(1 for v in violations if v.mandatory)
     return {
-        "stack": stack, "added": len(d.added), "changed": len(d.changed), "removed": len(d.removed),
+        "stack": stack, "added": len(d.added), "changed": len(d.updated), "removed": len(d.removed),
+        "replaced": len(d.replaced),
         "violations": {"mandatory": mandatory, "advisory": len(violations) - mandatory},
         "cost": {"baselineMonthly": [round(base_cost.baseline_total, 2), round(head_cost.baseline_total, 2)],
                  "burnHourly": [round(base_cost.burn_total, 2), round(head_cost.burn_total, 2)]},

@@ -37,8 +37,17 @@ def test_renders_a_table_of_counts_with_the_marker(artifact):
     result = run(artifact)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(comment.MARKER + "\n")
-    assert "| `dev` | 1 | 0 | 0 | 0 | 0 | $0.00 (+$0.00) | $0.00 (+$0.00) |" in result.stdout
-    assert RUN in result.stdout
+    assert "| `dev` | 0 | 0 | 1 | 0 | 0 | 0 | $0.00 (+$0.00) | $0.00 (+$0.00) |" in result.stdout
+    assert RUN in result.stdout and "[!CAUTION]" not in result.stdout
+
+
+def test_replacements_and_deletions_come_first_with_a_caution(artifact):
+    doc = counts("prod")
+    doc["replaced"], doc["removed"] = 3, 1
+    (artifact / "prod.json").write_text(json.dumps(doc))
+    result = run(artifact)
+    assert "| `prod` | 3 | 1 | 1 | 0 |" in result.stdout
+    assert "> Resources are replaced or deleted in `prod`" in result.stdout
 
 
 @pytest.mark.parametrize("field,value", [
@@ -46,6 +55,7 @@ def test_renders_a_table_of_counts_with_the_marker(artifact):
     ("added", -1),
     ("added", True),                                  # a bool is not a count
     ("added", 1.5),
+    ("replaced", "3"),
     ("stack", "prod"),                                # another stack's file
 ])
 def test_refuses_anything_but_counts(artifact, field, value):

@@ -45,13 +45,18 @@ def get(item: Any, dotted: str) -> Any:
     return item
 
 
-def identity_key(items: list[Any]) -> str | None:
-    """The identity key every item of `items` carries with a distinct scalar value, if any."""
+def identity_key(*lists: list[Any]) -> str | None:
+    """The identity key every item carries with a scalar value distinct within its own list, if any."""
+    items = [i for lst in lists for i in lst]
     if not items or not all(isinstance(i, dict) for i in items):
         return None
     for key in IDENTITY_KEYS:
-        values = [get(i, key) for i in items]
-        if all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in values) and len(set(values)) == len(values):
+        ok = True
+        for lst in lists:
+            values = [get(i, key) for i in lst]
+            ok = ok and all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in values) \
+                and len(set(values)) == len(values)
+        if ok:
             return key
     return None
 
@@ -110,8 +115,8 @@ def _diff(old: Any, new: Any, path: str) -> Iterator[Change]:
 
 
 def _diff_lists(old: list, new: list, path: str) -> Iterator[Change]:
-    key = identity_key(old + new)
-    if key and identity_key(old) == key and identity_key(new) == key:
+    key = identity_key(old, new)
+    if key:
         old_by = {get(i, key): i for i in old}
         new_ids = [get(i, key) for i in new]
         for item in old:

@@ -7,7 +7,7 @@ REQUIREMENTS := requirements.txt requirements-dev.txt policies/requirements.txt 
 CLIENTS := .venv-clients
 HELM := .cache/tools/helm
 
-.PHONY: preview check test bench clean clients helm fuzz-config
+.PHONY: preview check test bench prices clean clients helm fuzz-config
 
 $(VENV)/.installed: $(REQUIREMENTS)
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,11 @@ fuzz-config: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(PY) -m preview.bench
+
+# Refresh components/data/prices.yaml from the AWS Price List bulk files (downloads them; OFFERS=dir reads
+# recorded ones laid out as dir/<offer>/<region>/index.csv). See docs/cost.md.
+prices: $(VENV)/.installed
+	$(PY) -m preview.prices $(if $(OFFERS),--offers $(OFFERS))
 
 clean:
 	rm -rf build $(VENV) $(CLIENTS) .cache/tools

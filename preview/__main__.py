@@ -9,6 +9,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from components.planning.cost import plural
 from preview import check as policy_check
 from preview import cost as cost_model
 from preview import diff, engine, render
@@ -67,7 +68,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     pools = render.gpu_pool_details(run)
     print("GPU pools:" + ("" if pools else " none"))
     for p in pools:
-        print(f"  {p.kind} {p.name}: GPU {p.gpu_type}, sharing {p.sharing}, max {p.max_gpus} GPUs")
+        print(f"  {p.kind} {p.name}: GPU {p.gpu_type}, sharing {p.sharing}, max {plural(p.max_gpus, 'GPU')}")
     return _print_violations(violations)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 
 import pytest
 
@@ -108,3 +109,75 @@ def test_every_instance_type_the_stacks_use_has_a_price(stack, request):
     rendered = request.getfixturevalue(stack)
     c = cost.estimate((r.type, r.inputs) for r in rendered.resources if r.custom)
     assert c.unpriced == [] and c.baseline_total > 0
+
+
+ALWAYS_ON = [
+    ("aws:ec2/vpcEndpoint:VpcEndpoint", {"serviceName": "com.amazonaws.us-west-2.sts", "vpcEndpointType": "Interface",
+                                         "subnetIds": ["a", "b", "c"]}),
+    ("aws:ec2/vpcEndpoint:VpcEndpoint", {"serviceName": "com.amazonaws.us-west-2.s3", "vpcEndpointType": "Gateway"}),
+    ("aws:kms/key:Key", {}), ("aws:kms/key:Key", {}),
+    ("aws:cloudwatch/logGroup:LogGroup", {"name": "/aws/eks/c/cluster", "retentionInDays": 30}),
+    ("kubernetes:core/v1:ServicePatch", {"metadata": {"name": "kourier", "namespace": "kourier-system", "annotations": {
+        "service.beta.kubernetes.io/aws-load-balancer-internal": "true"}}}),
+    ("kubernetes:helm.sh/v3:Release", {"name": "kps", "values": {"prometheus": {"prometheusSpec": {"replicas": 2,
+        "storageSpec": {"volumeClaimTemplate": {"spec": {"resources": {"requests": {"storage": "50Gi"}}}}}}}}}),
+    ("kubernetes:helm.sh/v3:Release", {"name": "hub", "values": {
+        "singleuser": {"storage": {"type": "dynamic", "capacity": "10Gi"}},
+        "hub": {"config": {"Authenticator": {"allowed_users": ["a"]},
+                           "JupyterHub": {"load_groups": {"t": {"users": ["a", "b", "c"]}}}}}}}),
+    ("kubernetes:core/v1:PersistentVolumeClaim", {"metadata": {"name": "d", "namespace": "t"}, "spec": {
+        "storageClassName": "", "volumeName": "fsx", "resources": {"requests": {"storage": "1200Gi"}}}}),
+]
+
+
+def test_every_always_on_item_is_priced():
+    c = cost.estimate(ALWAYS_ON)
+    lines = {line.item: round(line.amount, 2) for line in c.baseline}
+    h = 730
+    assert lines == {
+        "VPC interface endpoint sts in 3 AZs": round(3 * 0.01 * h, 2),
+        "VPC gateway endpoint s3 (no charge)": 0.0,
+        "2 x KMS customer managed key": 2.0,
+        "CloudWatch Logs /aws/eks/c/cluster: 5 GiB/month ingested (assumed), kept 30 days": round(5 * 0.5 + 5 * 0.03, 2),
+        "internal Classic load balancer of service kourier-system/kourier": round(0.025 * h, 2),
+        "kps: prometheus volumes 2 x 50 GiB gp3": 8.0,
+        "hub: home volumes, 3 listed users x 10 GiB gp3 ($0.80/month each; every further user adds one)": 2.4,
+    }   # the FSx-bound claim is priced with its file system, not again
+    text = cost.markdown(c, "t")
+    assert f"(kms {cost.prices()['sources']['kms']['read']})" in text
+    assert "Charged by use, not in the baseline" in text
+
+
+def test_new_teams_show_a_dash_and_counts_are_singular_for_one():
+    base = cost.estimate(SMALL_STACK)
+    head = cost.estimate(SMALL_STACK + [("kubernetes:core/v1:ResourceQuota", {
+        "metadata": {"namespace": "team-b"}, "spec": {"hard": {"requests.nvidia.com/gpu": "1"}}})])
+    table = cost.delta_markdown(base, head)
+    assert "| team team-b quota at full use / hour | — | $1.42 | new |" in table
+    assert "| team team-b quota at full use / hour | $1.42 | — | removed |" in cost.delta_markdown(head, base)
+    assert "team team-b: 1 GPU" in [line.item for line in head.teams]
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_cost_command_lists_every_always_on_item_with_its_price_and_date(stack, request):
+    """Generic over the shipped stacks: one line per always-on resource kind, each with a price and a dated source."""
+    rendered = request.getfixturevalue(stack)
+    declared = [(r.type, r.inputs) for r in rendered.resources if r.custom]
+    text = cost.markdown(cost.estimate(declared), "t")
+    baseline = text.split("Maximum burn")[0]
+    items = [line for line in baseline.splitlines() if line.startswith("- ")]
+    dated = re.compile(r": \$[\d,]+\.\d\d/month \((\w+ \d{4}-\d\d(-\d\d)?|assumed volume)(, (\w+ \d{4}-\d\d(-\d\d)?"
+                       r"|assumed volume))*\)$")
+    assert items and all(dated.search(line) for line in items), [i for i in items if not dated.search(i)]
+    count = lambda typ: sum(1 for t, _ in declared if t == typ)  # noqa: E731
+    expect = {"EKS control plane": count("aws:eks/cluster:Cluster"),
+              "NAT gateway": count("aws:ec2/natGateway:NatGateway"),
+              "KMS customer managed key": count("aws:kms/key:Key"),
+              "VPC interface endpoint": sum(1 for t, p in declared if t == "aws:ec2/vpcEndpoint:VpcEndpoint"
+                                            and p.get("vpcEndpointType") == "Interface"),
+              "CloudWatch Logs": count("aws:cloudwatch/logGroup:LogGroup"),
+              "load balancer of service": 1, "prometheus volume": 1, "home volumes": 1}
+    for what, n in expect.items():
+        found = sum(int(m.group(1) or 1) for line in items if what in line
+                    for m in [re.match(r"- (?:(\d+) x )?", line)])
+        assert found == n, (what, found, n)

@@ -1,7 +1,7 @@
-"""The diff as Markdown (the run's job summary, or a comment): a one-screen summary (replacements, deletions, manual steps, policy, cost), then the details of
-each component in a collapsible section. With a size budget (GitHub caps a comment at 65,536 characters, and both
-stacks share one), sections that do not fit are named with their counts and a pointer to the full text in the
-workflow artifact; nothing is dropped without saying so.
+"""The diff as Markdown (the run's job summary; `--full` writes all of it): a one-screen summary (replacements,
+deletions, manual steps, policy, cost), then each component's changes in a collapsible section. Within a size
+budget, sections that do not fit are named with their counts and a pointer to the full text (the workflow's
+`offline-preview-full` artifact): nothing is dropped without saying so.
 """
 
 from __future__ import annotations
@@ -209,7 +209,8 @@ def render(stack: str, d: PlanDiff, violations: list, base_cost, head_cost, budg
         body.append(text)
         room = None if room is None else room - len(text)
     if left_out:
-        where = f"`{full_name}` in the workflow's artifact" if full_name else "the full diff (`--full FILE`)"
+        where = (f"`{full_name}` (the workflow's `offline-preview-full` artifact)" if full_name
+                 else "the full diff (`--full FILE`)")
         body.append(f"> [!NOTE]\n> Not shown here (comment size limit): {', '.join(f'**{c}**' for c in left_out)}. "
                     f"Every change is in {where}.\n")
     return "\n".join(head + ["### Changes by component", ""] + body + tail)

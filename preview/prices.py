@@ -125,7 +125,8 @@ def open_offer(offer: str, region: str, offers_dir: Path | None) -> Iterator[str
     if offers_dir is not None:
         path = offers_dir / offer / region / "index.csv"
         if not path.exists():
-            raise PriceListError(f"{path} does not exist (download it from {OFFER_URL.format(offer=offer, region=region)})")
+            url = OFFER_URL.format(offer=offer, region=region)
+            raise PriceListError(f"{path} does not exist (download it from {url})")
         return path.open(newline="", encoding="utf-8")
     CACHE.mkdir(parents=True, exist_ok=True)
     target = CACHE / f"{offer}-{region}.csv"
@@ -165,7 +166,8 @@ def refresh(prices_text: str, offers_dir: Path | None, region: str | None = None
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m preview.prices", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--offers", type=Path, help="directory of recorded offer files: OFFERS/<offer>/<region>/index.csv")
+    parser.add_argument("--offers", type=Path,
+                        help="directory of recorded offer files: OFFERS/<offer>/<region>/index.csv")
     parser.add_argument("--region", help="price list region (default: price-list.yaml's region)")
     parser.add_argument("--prices", type=Path, default=PRICES_FILE, help="the price table to update")
     args = parser.parse_args(argv)

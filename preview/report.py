@@ -107,8 +107,8 @@ def added_lines(r: ResourceDiff) -> list[str]:
             shown += [f"  - {line}" for line in statements]
             continue
         shown += [f"  - {code(p)}: {code(v)}" for p, v in structdiff.leaves(value, key)]
-    rest = [(p, v) for p, v in structdiff.leaves(r.inputs) if not any(p == k or p.startswith((k + ".", k + "[", k + "("))
-                                                                     for k in keys)]
+    rest = [(p, v) for p, v in structdiff.leaves(r.inputs)
+            if not any(p == k or p.startswith((k + ".", k + "[", k + "(")) for k in keys)]
     if rest:
         shown += ["  <details><summary>all properties</summary>", ""]
         shown += [f"  - {code(p)}: {code(v)}" for p, v in rest] + ["", "  </details>"]

@@ -138,7 +138,8 @@ def test_every_always_on_item_is_priced():
         "VPC interface endpoint sts in 3 AZs": round(3 * 0.01 * h, 2),
         "VPC gateway endpoint s3 (no charge)": 0.0,
         "2 x KMS customer managed key": 2.0,
-        "CloudWatch Logs /aws/eks/c/cluster: 5 GiB/month ingested (assumed), kept 30 days": round(5 * 0.5 + 5 * 0.03, 2),
+        "CloudWatch Logs /aws/eks/c/cluster: 5 GiB/month ingested (assumed), kept 30 days":
+            round(5 * 0.5 + 5 * 0.03, 2),
         "internal Classic load balancer of service kourier-system/kourier": round(0.025 * h, 2),
         "kps: prometheus volumes 2 x 50 GiB gp3": 8.0,
         "hub: home volumes, 3 listed users x 10 GiB gp3 ($0.80/month each; every further user adds one)": 2.4,

@@ -41,7 +41,8 @@ def test_embedded_json_is_diffed_as_a_structure():
     edited = copy.deepcopy(board)
     edited["panels"][0]["unit"] = "percent"
     changes = structdiff.diff({"data": {"gpu.json": json.dumps(board)}}, {"data": {"gpu.json": json.dumps(edited)}})
-    assert [(c.path, c.old, c.new) for c in changes] == [('data["gpu.json"](json).panels[id=1].unit', "short", "percent")]
+    assert [(c.path, c.old, c.new) for c in changes] == [
+        ('data["gpu.json"](json).panels[id=1].unit', "short", "percent")]
     yaml_doc = "a: 1\nb: [x, y]\n"
     assert paths({"v": yaml_doc}, {"v": yaml_doc.replace("1", "2")}) == [("v(yaml).a", "changed")]
     assert paths({"v": "plain"}, {"v": "text"}) == [("v", "changed")]

@@ -147,8 +147,8 @@ def estimate(resources: Iterable[tuple[str, dict[str, Any]]]) -> Cost:
             factor = 2 if props.get("multiAz") else 1
             storage = int(props.get("allocatedStorage") or 0) * p["rdsGp3PerGiBMonth"] * factor
             cost.baseline.append(Line(f"RDS {klass}{' Multi-AZ' if factor == 2 else ''} with "
-                                      f"{props.get('allocatedStorage') or 0} GiB gp3", per_hour * factor * hours + storage,
-                                      "rds"))
+                                      f"{props.get('allocatedStorage') or 0} GiB gp3",
+                                      per_hour * factor * hours + storage, "rds"))
         elif typ == "kubernetes:core/v1:ResourceQuota":
             hard = ((props.get("spec") or {}).get("hard")) or {}
             gpus = hard.get(f"requests.{labels.GPU_RESOURCE}")

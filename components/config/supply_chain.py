@@ -31,18 +31,24 @@ DEFAULT_ALLOWED_REGISTRIES = (
 
 
 class SupplyChainConfig(Model):
-    allowed_registries: list[RegistryPrefix] = list(DEFAULT_ALLOWED_REGISTRIES)   # plus this stack's team ECR
-    scanning: Literal["basic", "enhanced"] = "basic"      # enhanced: Amazon Inspector, continuous, registry-wide
-    admission_action: Literal["Deny", "Warn"] = "Deny"    # Warn: report violations to the client, admit anyway
-    untagged_image_days: Annotated[int, Field(ge=1, le=365)] = 7      # untagged images expire after this
-    max_images: Annotated[int, Field(ge=10, le=10000)] = 500          # per team repository, oldest expire first
-    # The repository holding this platform's `.github/workflows/team-image.yml`: CI roles trust only that
-    # workflow (its `job_workflow_ref`), so every pushed image went through its Trivy scan.
-    workflow_repository: GithubRepository | None = None
-    # The account's existing IAM OIDC provider for token.actions.githubusercontent.com (one per account); none:
-    # this stack declares it.
+    allowed_registries: list[RegistryPrefix] = Field(list(DEFAULT_ALLOWED_REGISTRIES), description=(
+        "Image prefixes that may run in team namespaces, besides this stack's team ECR repositories; a registry anyone "
+        "can publish to must name its namespace."))
+    scanning: Literal["basic", "enhanced"] = Field("basic", description=(
+        "ECR scanning: basic, or enhanced (Amazon Inspector, continuous, registry-wide)."))
+    admission_action: Literal["Deny", "Warn"] = Field("Deny", description=(
+        "Deny, or Warn (report violations to the client, admit anyway; refused in prod)."))
+    untagged_image_days: Annotated[int, Field(ge=1, le=365)] = Field(7, description=(
+        "Untagged images expire after this many days."))
+    max_images: Annotated[int, Field(ge=10, le=10000)] = Field(500, description=(
+        "Images kept per team repository; the oldest expire first."))
+    workflow_repository: GithubRepository | None = Field(None, description=(
+        "The repository (owner/name) holding this platform's .github/workflows/team-image.yml: CI roles trust only that"
+        " workflow, so every pushed image went through its scan. Required when a team sets ciRepository."))
     github_oidc_provider_arn: Annotated[str, Field(
-        pattern=r"^arn:aws[-a-z]*:iam::\d{12}:oidc-provider/token\.actions\.githubusercontent\.com$")] | None = None
+        pattern=r"^arn:aws[-a-z]*:iam::\d{12}:oidc-provider/token\.actions\.githubusercontent\.com$")] | None = Field(None, description=(
+        "The account's existing IAM OIDC provider for token.actions.githubusercontent.com (one per account); unset: "
+        "this stack declares it."))
 
 
 def image_allowed(image: str, prefixes: list[str]) -> bool:

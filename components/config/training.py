@@ -18,12 +18,14 @@ if TYPE_CHECKING:
 class TrainingConfig(Model):
     """The Kubeflow training operator (PyTorchJob, TFJob, MPIJob) and where teams' training jobs run."""
 
-    enabled: bool = True
-    pool: DnsLabel | None = None              # GPU NodePool for jobs; default: the first spot pool of whole GPUs
-    controller_replicas: Annotated[int, Field(ge=1, le=3)] = 1
-    # Images the operator injects into team pods (they must pass the team namespaces' image admission policy).
-    init_container_image: PinnedImage = "public.ecr.aws/docker/library/alpine:3.22"
-    mpi_kubectl_delivery_image: PinnedImage = "docker.io/mpioperator/kubectl-delivery:v0.4.0"
+    enabled: bool = Field(True, description="Install the Kubeflow training operator (PyTorchJob, TFJob, MPIJob).")
+    pool: DnsLabel | None = Field(None, description=(
+        "GPU pool for training jobs; default: the first spot pool of whole GPUs."))
+    controller_replicas: Annotated[int, Field(ge=1, le=3)] = Field(1, description="Training operator replicas.")
+    init_container_image: PinnedImage = Field("public.ecr.aws/docker/library/alpine:3.22", description=(
+        "Pinned image the operator injects as init container into team pods (must pass image admission)."))
+    mpi_kubectl_delivery_image: PinnedImage = Field("docker.io/mpioperator/kubectl-delivery:v0.4.0", description=(
+        "Pinned kubectl-delivery image the operator puts into MPIJob launchers (must pass image admission)."))
 
 
 def problems(cfg: PlatformConfig) -> list[Problem]:

@@ -3,8 +3,7 @@
 import pulumi
 
 from components.cluster import Cluster, ClusterArgs
-from components.config import (gpu_pools, load_config, notebook_profiles, team_gpu_quota, team_notebook_group,
-                               training_pool)
+from components.config import load_config
 from components.datasets import Datasets, DatasetsArgs
 from components.endpoints import (JUPYTERHUB_API, MLFLOW, NOTEBOOK_INGRESS, NOTEBOOK_SPAWNER, PRIORITY_CLASSES,
                                   PROMETHEUS, SERVING_INGRESS)
@@ -14,6 +13,8 @@ from components.mlflow import Mlflow, MlflowArgs
 from components.network import Network, NetworkArgs
 from components.notebooks import Notebooks, NotebooksArgs
 from components.observability import Observability, ObservabilityArgs
+from components.planning.gpu_supply import gpu_pools, team_gpu_quota, training_pool
+from components.planning.notebook_profiles import notebook_profiles, team_notebook_group
 from components.serving import Serving, ServingArgs
 from components.supply_chain import SupplyChain, SupplyChainArgs
 from components.tenancy import Team, TeamArgs, Tenancy, TenancyArgs

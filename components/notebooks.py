@@ -32,7 +32,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import labels
-from components.config import NotebookProfile, NotebooksConfig, TeamConfig, duration_seconds
+from components.config import NotebooksConfig, TeamConfig, duration_seconds
 from components.endpoints import (
     JUPYTERHUB_API,
     NOTEBOOK_INGRESS,
@@ -43,6 +43,7 @@ from components.endpoints import (
     ServiceEndpoint,
     TeamAccess,
 )
+from components.planning.notebook_profiles import NotebookProfile
 
 # ---- pinned versions, in one place
 JUPYTERHUB_CHART = {"chart": "jupyterhub", "repo": "https://hub.jupyter.org/helm-chart/", "version": "4.4.0"}

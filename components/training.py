@@ -33,8 +33,8 @@ import yaml
 
 from components import labels
 from components.config import TrainingConfig
-from components.planning.gpu_supply import GpuPool
 from components.endpoints import PRIORITY_CLASSES, ClusterAccess, TeamAccess
+from components.planning.gpu_supply import GpuPool
 
 # ---- pinned versions, in one place
 TRAINING_OPERATOR_VERSION = "v1.9.4"

@@ -8,8 +8,8 @@ from pydantic import Field, field_validator, model_validator
 
 from components import catalog
 from components.config.problems import FieldError, Problem, known
-from components.config.supply_chain import image_allowed
 from components.config.types import DnsLabel, Duration, HttpsUrl, MigProfile, Model, PinnedImage, duration_seconds
+from components.images import registry_allowed
 from components.planning import gpu_supply, notebook_profiles
 
 if TYPE_CHECKING:
@@ -154,7 +154,7 @@ def problems(cfg: PlatformConfig) -> list[Problem]:
     errors += profile_errors
     allowed = list(cfg.supply_chain.allowed_registries)
     for i, p in enumerate(nb.profiles):
-        if p.image is not None and not image_allowed(p.image, allowed):
+        if p.image is not None and not registry_allowed(p.image, allowed):
             errors.append(Problem(f"notebooks.profiles[{i}].image", "is not from a registry in supplyChain.allowedRegistries; "
                                   "the team namespaces' admission policy would refuse the notebook pod", p.image))
     team_names = [t.name for t in cfg.teams]

@@ -51,13 +51,6 @@ class SupplyChainConfig(Model):
         "this stack declares it."))
 
 
-def image_allowed(image: str, prefixes: list[str]) -> bool:
-    """The admission policy's prefix rule (a `docker.io/<org>/` prefix also allows the short `<org>/...`)."""
-    short = [p[len("docker.io/"):] for p in prefixes if p.startswith("docker.io/")]
-    first = image.split("/", 1)[0]
-    return any(image.startswith(p) for p in prefixes) or ("." not in first and any(image.startswith(p) for p in short))
-
-
 def problems(cfg: PlatformConfig) -> list[Problem]:
     """CI push roles trust only the platform's scanning workflow; prod admission denies."""
     errors: list[Problem] = []

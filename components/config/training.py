@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Annotated
 from pydantic import Field
 
 from components.config.problems import Problem
-from components.config.supply_chain import image_allowed
 from components.config.types import DnsLabel, Model, PinnedImage
+from components.images import registry_allowed
 from components.planning import gpu_supply
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ def problems(cfg: PlatformConfig) -> list[Problem]:
     allowed = list(cfg.supply_chain.allowed_registries)
     for key, image in (("initContainerImage", tr.init_container_image),
                        ("mpiKubectlDeliveryImage", tr.mpi_kubectl_delivery_image)):
-        if not image_allowed(image, allowed):
+        if not registry_allowed(image, allowed):
             errors.append(Problem(f"training.{key}", "is not from a registry in supplyChain.allowedRegistries; the operator "
                                   "puts it into team pods, which the image admission policy would refuse", image))
     return errors

@@ -11,6 +11,7 @@ from pydantic.alias_generators import to_camel
 
 from components import catalog
 from components.config.problems import known
+from components.images import pin_problem
 
 PROJECT = "mlops-platform"
 
@@ -134,11 +135,10 @@ def _https_url(value: str) -> str:
 
 
 def _pinned_image(value: str) -> str:
-    name, _, digest = value.partition("@")
-    tag = name.rsplit("/", 1)[-1].partition(":")[2]
-    if not digest and (not tag or tag == "latest"):
-        raise ValueError("must be pinned: a version tag other than 'latest' or a digest, for example "
-                         "'quay.io/jupyter/scipy-notebook:2026-08-03'")
+    problem = pin_problem(value)      # the admission policy's and the policy pack's own rule
+    if problem:
+        raise ValueError(f"must be pinned: it {problem}; use a version tag other than 'latest' or a digest, for "
+                         "example 'quay.io/jupyter/scipy-notebook:2026-08-03'")
     return value
 
 

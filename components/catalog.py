@@ -313,3 +313,22 @@ def kubernetes_versions() -> dict[str, KubernetesVersion]:
     data = yaml.safe_load((DATA_DIR / "kubernetes-versions.yaml").read_text())
     return {v: KubernetesVersion(v, d["released"], d["endOfStandardSupport"], d["endOfExtendedSupport"])
             for v, d in data.items()}
+
+
+VERSIONS_FILE = DATA_DIR / "versions.yaml"
+
+
+@functools.cache
+def versions() -> dict:
+    """Every pinned version (charts, manifests, images, node images, Kubernetes): components/data/versions.yaml."""
+    return yaml.safe_load(VERSIONS_FILE.read_text())
+
+
+def chart(name: str) -> dict[str, str]:
+    """A pinned Helm chart: `chart`, `version` and, for HTTP repositories, `repo`."""
+    return dict(versions()["charts"][name])
+
+
+def image(name: str) -> str:
+    """A pinned container image reference."""
+    return versions()["images"][name]

@@ -23,8 +23,8 @@ from components.config import GpuConfig, GpuNodePoolConfig
 from components.endpoints import ClusterAccess
 from components.observability.rules import gpu_waste_alert_rules
 
-GPU_OPERATOR_VERSION = "v26.7.0"
-GPU_OPERATOR_REPO = "https://helm.ngc.nvidia.com/nvidia"
+GPU_OPERATOR_VERSION = catalog.chart("gpu-operator")["version"]        # components/data/versions.yaml
+GPU_OPERATOR_REPO = catalog.chart("gpu-operator")["repo"]
 NAMESPACE = "gpu-operator"
 DEVICE_PLUGIN_CONFIGMAP = "mlops-device-plugin-config"
 MIG_PARTED_CONFIGMAP = "mlops-mig-parted-config"

@@ -31,14 +31,14 @@ import pulumi
 import pulumi_kubernetes as k8s
 import yaml
 
-from components import labels
+from components import catalog, labels
 from components.config import TrainingConfig
 from components.endpoints import PRIORITY_CLASSES, ClusterAccess, TeamAccess
 from components.planning.gpu_supply import GpuPool
 
-# ---- pinned versions, in one place
-TRAINING_OPERATOR_VERSION = "v1.9.4"
-OPERATOR_IMAGE = f"docker.io/kubeflow/training-operator:{TRAINING_OPERATOR_VERSION}"
+# ---- pinned versions: components/data/versions.yaml
+TRAINING_OPERATOR_VERSION = catalog.versions()["manifests"]["training-operator"]
+OPERATOR_IMAGE = catalog.image("training-operator")
 CRD_URL = "https://raw.githubusercontent.com/kubeflow/trainer/{version}/manifests/base/crds/kubeflow.org_{plural}.yaml"
 # scheme flag -> (kind, plural, webhook path or None). The v1.9 operator validates PyTorchJob and TFJob by webhook;
 # MPIJob v1 has no validating webhook.

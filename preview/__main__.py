@@ -1,4 +1,4 @@
-"""`python -m preview render|check|cost|diff <stack>`: the offline preview (see README, "Offline preview")."""
+"""`python -m preview render|check|cost|diff <stack>`: the offline preview (see docs/preview.md)."""
 
 from __future__ import annotations
 

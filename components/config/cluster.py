@@ -75,8 +75,8 @@ class GpuNodeGroupConfig(Model):
 
 class ClusterConfig(Model):
     name: DnsLabel | None = Field(None, description="EKS cluster name; default `mlops-<stack>`.")
-    kubernetes_version: Annotated[str, Field(pattern=r"^1\.\d{2}$")] = Field("1.34", description=(
-        "Kubernetes minor version of the control plane, for example '1.34'."))
+    kubernetes_version: Annotated[str, Field(pattern=r"^1\.\d{2}$")] = Field(
+        catalog.versions()["kubernetes"], description="Kubernetes minor version of the control plane, for example '1.34'.")
     admin_role_arns: list[IamRoleArn] = Field([], description=(
         "IAM roles given cluster-admin through EKS access entries."))
     endpoint_public_access: bool = Field(True, description=(

@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
+from components import catalog
 from components.config.nodepools import AmiAlias, KarpenterCapacityType, NodePoolConfig
 from components.config.types import Model
 
@@ -26,7 +27,7 @@ class CpuNodePoolConfig(NodePoolConfig):
 class KarpenterConfig(Model):
     """The Karpenter controller and the CPU NodePools (GPU NodePools are under `gpu.nodePools`)."""
 
-    ami_alias: AmiAlias = Field("al2023@v20260512", description=(
+    ami_alias: AmiAlias = Field(catalog.versions()["amis"]["karpenter"], description=(
         "Default node image of every NodePool, an EKS-optimized AMI alias pinned to a release; move it forward "
         "deliberately (a preview shows the drift)."))
     controller_replicas: Annotated[int, Field(ge=1, le=3)] = Field(2, description="Karpenter controller replicas.")

@@ -12,7 +12,7 @@ from components.config.types import GithubRepository, Model, RegistryPrefix
 if TYPE_CHECKING:
     from components.config.platform import PlatformConfig
 
-# Images that may run besides the stack's own team ECR repositories (README, "Supply chain"). Team namespaces also
+# Images that may run besides the stack's own team ECR repositories (docs/supply-chain.md). Team namespaces also
 # run pods the platform's controllers build, so their upstream images must pass too; the policy pack checks every
 # workload the program declares against this list. A `docker.io/<org>/` entry also allows the short `<org>/...`.
 DEFAULT_ALLOWED_REGISTRIES = (

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field
 
+from components import catalog
 from components.config.problems import Problem
 from components.config.types import DnsLabel, Model, PinnedImage
 from components.images import registry_allowed
@@ -22,9 +23,9 @@ class TrainingConfig(Model):
     pool: DnsLabel | None = Field(None, description=(
         "GPU pool for training jobs; default: the first spot pool of whole GPUs."))
     controller_replicas: Annotated[int, Field(ge=1, le=3)] = Field(1, description="Training operator replicas.")
-    init_container_image: PinnedImage = Field("public.ecr.aws/docker/library/alpine:3.22", description=(
+    init_container_image: PinnedImage = Field(catalog.image("training-init"), description=(
         "Pinned image the operator injects as init container into team pods (must pass image admission)."))
-    mpi_kubectl_delivery_image: PinnedImage = Field("docker.io/mpioperator/kubectl-delivery:v0.4.0", description=(
+    mpi_kubectl_delivery_image: PinnedImage = Field(catalog.image("mpi-kubectl-delivery"), description=(
         "Pinned kubectl-delivery image the operator puts into MPIJob launchers (must pass image admission)."))
 
 

@@ -1,5 +1,6 @@
 # The two commands: `make preview` (offline render + policy check of STACK) and `make test`.
-# `make docs` regenerates docs/config-reference.md, schema/stack.schema.json and docs/policies.md (tests check them).
+# `make docs` regenerates docs/config-reference.md, docs/versions.md, docs/policies.md and schema/stack.schema.json
+# (tests fail when they are stale).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python

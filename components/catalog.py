@@ -246,7 +246,7 @@ def serving_frameworks() -> dict[str, ServingFramework]:
 
 # ---------------------------------------------------------------------------------------------------
 # Prices (components/data/prices.yaml): one source of prices. The cost command (preview/cost.py) and the cost
-# dashboards and GPU price recording rules (components/observability.py) both price with these functions.
+# dashboards and GPU price recording rules (components/observability/) both price with these functions.
 
 PRICES_FILE = DATA_DIR / "prices.yaml"
 

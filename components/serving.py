@@ -12,7 +12,7 @@ Installed, all pinned (module constants below):
   ConfigFile). Not through the Knative operator: the operator places Kourier's gateway in the KnativeServing's
   own namespace, while `endpoints.SERVING_INGRESS` (which the team NetworkPolicies trust) names the gateway in
   `kourier-system`, where the net-kourier release puts it. Knative's settings are ConfigMap patches;
-- KServe v0.20.0 (Helm, OCI): `kserve-crd`, `kserve-resources` (the controller) and `kserve-runtime-configs`
+- KServe (Helm, OCI; version in components/data/versions.yaml): `kserve-crd`, `kserve-resources` (the controller) and `kserve-runtime-configs`
   (the ClusterServingRuntimes the InferenceServices name).
 
 Per model of a team (`teams[].models[]`), in the team namespace, with the team's `serving` service account:

@@ -143,8 +143,9 @@ def problems(cfg: PlatformConfig) -> list[Problem]:
             [(f"karpenter.cpuNodePools[{i}]", p) for i, p in enumerate(cfg.karpenter.cpu_node_pools)]
     for path, pool in pools:
         if pool.name in seen:
-            errors.append(Problem(f"{path}.name", f"must be unique; {seen[pool.name]} already uses this name (NodePools, "
-                                  f"node groups and the {labels.NODE_POOL} label share one name space)", pool.name))
+            errors.append(Problem(f"{path}.name", f"must be unique; {seen[pool.name]} already uses this name "
+                                                  f"(NodePools, node groups and the {labels.NODE_POOL} label share "
+                                                  "one name space)", pool.name))
         seen.setdefault(pool.name, path)
     for i, pool in enumerate(cfg.gpu.node_pools):
         path, s = f"gpu.nodePools[{i}]", pool.sharing
@@ -155,11 +156,13 @@ def problems(cfg: PlatformConfig) -> list[Problem]:
         family = pool.ami.family_name if pool.ami else (
             "Bottlerocket" if cfg.karpenter.ami_alias.startswith("bottlerocket@") else "AL2023")
         if family == "Bottlerocket" and s.mode != "none":
-            errors.append(Problem(f"{path}.sharing.mode", "must be 'none' on Bottlerocket nodes: Bottlerocket runs its own "
-                                  "NVIDIA device plugin, which the GPU operator's sharing configs do not reach; use an "
-                                  "AL2023 AMI for shared GPUs", s.mode))
+            errors.append(Problem(f"{path}.sharing.mode", "must be 'none' on Bottlerocket nodes: Bottlerocket runs "
+                                                          "its own NVIDIA device plugin, which the GPU operator's "
+                                                          "sharing configs do not reach; use an AL2023 AMI for shared "
+                                                          "GPUs", s.mode))
         if s.mode != "time-slicing" and s.replicas is not None:
-            errors.append(Problem(f"{path}.sharing.replicas", f"only applies to mode 'time-slicing' (mode is '{s.mode}')",
+            errors.append(Problem(f"{path}.sharing.replicas", "only applies to mode 'time-slicing' (mode is "
+                                                              f"'{s.mode}')",
                                   s.replicas))
         if s.mode != "mig" and s.mig_layout:
             errors.append(Problem(f"{path}.sharing.migLayout", f"only applies to mode 'mig' (mode is '{s.mode}')", None))

@@ -148,8 +148,8 @@ def problems(cfg: PlatformConfig) -> list[Problem]:
     nb = cfg.notebooks
     errors: list[Problem] = []
     if cfg.is_prod and nb.enabled and nb.auth.type == "dummy":
-        errors.append(Problem("notebooks.auth.type", "must not be 'dummy' in prod (anyone could log in with any password); "
-                              "use 'github' or 'oidc' with a secure clientSecret", nb.auth.type))
+        errors.append(Problem("notebooks.auth.type", "must not be 'dummy' in prod (anyone could log in with any "
+                                                     "password); use 'github' or 'oidc' with a secure clientSecret", nb.auth.type))
     profiles, profile_errors = notebook_profiles.resolve_notebook_profiles(cfg)
     errors += profile_errors
     allowed = list(cfg.supply_chain.allowed_registries)

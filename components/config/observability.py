@@ -64,20 +64,23 @@ def problems(cfg: PlatformConfig) -> list[Problem]:
         errors.append(Problem("observability.enabled", "must be true in prod: the latency, error-rate and GPU capacity "
                               "alerts and the cost dashboards depend on it", obs.enabled))
     if cfg.is_prod and obs.retention_days is not None and obs.retention_days < 31:
-        errors.append(Problem("observability.retentionDays", "must be at least 31 in prod, so the cost dashboard can show a "
-                              "whole month of GPU cost", obs.retention_days))
+        errors.append(Problem("observability.retentionDays", "must be at least 31 in prod, so the cost dashboard can "
+                                                             "show a whole month of GPU cost", obs.retention_days))
     if obs.enabled:
         top_ms = catalog.inference_latency_buckets_seconds()[-1] * 1000
         for i, team in enumerate(cfg.teams):
             for j, m in enumerate(team.models):
                 if m.latency_p99_ms >= top_ms:
                     errors.append(Problem(f"teams[{i}].models[{j}].latencyP99Ms", f"must be below {top_ms:g} ms: the "
-                                          "queue-proxy's latency histogram ends there (components/data/metrics.yaml), so "
-                                          "the p99 alert could never fire above it", m.latency_p99_ms))
+                                                                                  "queue-proxy's latency histogram "
+                                                                                  "ends there "
+                                                                                  "(components/data/metrics.yaml), "
+                                                                                  "so the p99 alert could never fire "
+                                                                                  "above it", m.latency_p99_ms))
         for key, value in (("errorRateFor", obs.alerts.error_rate_for), ("latencyFor", obs.alerts.latency_for),
                            ("pendingGpuPodsFor", obs.alerts.pending_gpu_pods_for)):
             if duration_seconds(value) < 2 * duration_seconds(obs.scrape_interval):
-                errors.append(Problem(f"observability.alerts.{key}", f"must be at least two scrape intervals "
-                                      f"(scrapeInterval {obs.scrape_interval}), or one missed scrape fires or clears the "
-                                      "alert", value))
+                errors.append(Problem(f"observability.alerts.{key}", "must be at least two scrape intervals "
+                                                                     f"(scrapeInterval {obs.scrape_interval}), or one "
+                                                                     "missed scrape fires or clears the alert", value))
     return errors

@@ -59,8 +59,8 @@ def problems(cfg: PlatformConfig) -> list[Problem]:
     if pushers and sc.workflow_repository is None:
         errors.append(Problem("supplyChain.workflowRepository",
                               f"is required when a team sets ciRepository ({', '.join(pushers)}): name the repository "
-                              "holding .github/workflows/team-image.yml (owner/name), so only that scanning workflow may "
-                              "push images", None))
+                              "holding .github/workflows/team-image.yml (owner/name), so only that scanning workflow "
+                              "may push images", None))
     if cfg.is_prod and sc.admission_action != "Deny":
         errors.append(Problem("supplyChain.admissionAction",
                               "must be 'Deny' in prod: with 'Warn' unscanned or unpinned images still run",

@@ -57,9 +57,16 @@ class StateConfig(Model):
     protect: bool = Field(default=True, description="Protect the bucket and key from `pulumi destroy`")
 
 
+class GpuQuotasConfig(Model):
+    platform_stacks: list[Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]*$")]] = Field(
+        default=[], description="Platform stacks (../Pulumi.<name>.yaml) in this account and region whose GPU pools' "
+                                "EC2 vCPU quotas are requested here (summed)")
+
+
 class BootstrapConfig(Model):
     github: GithubConfig
     state: StateConfig
+    gpu_quotas: GpuQuotasConfig = GpuQuotasConfig()
 
 
 def _path(loc: tuple) -> str:

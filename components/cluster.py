@@ -102,17 +102,27 @@ class Cluster(pulumi.ComponentResource):
         )
         oidc = Oidc(provider_arn=oidc_provider.arn, issuer_url=issuer)
 
-        for i, principal in enumerate(cfg.admin_role_arns):
-            entry = aws.eks.AccessEntry(f"{name}-admin-{i}", cluster_name=cluster.name, principal_arn=principal,
+        access = [(f"{name}-admin-{i}", principal) for i, principal in enumerate(cfg.admin_role_arns)]
+        # The CI roles (bootstrap/): deploy applies every object. Preview needs the same rights: the Kubernetes
+        # provider previews a create or update with a server-side dry-run apply, and Kubernetes authorizes a dry run
+        # exactly as the write (create/patch on every kind the platform manages, cluster-scoped ones included, and
+        # bind/escalate for its RBAC objects); no RBAC verb means "dry-run only", and only the cluster-admin access
+        # policy covers cluster-scoped writes. The preview role's trust (this repository's pull requests only, never
+        # forks) is what keeps it narrow; see docs/first-deploy.md.
+        access += [(f"{name}-ci-{kind}", arn) for kind, arn in (("preview", cfg.ci_roles.preview),
+                                                                ("deploy", cfg.ci_roles.deploy)) if arn]
+        access_policies = []
+        for entry_name, principal in access:
+            entry = aws.eks.AccessEntry(entry_name, cluster_name=cluster.name, principal_arn=principal,
                                         type="STANDARD", opts=child)
-            aws.eks.AccessPolicyAssociation(
-                f"{name}-admin-{i}",
+            access_policies.append(aws.eks.AccessPolicyAssociation(
+                entry_name,
                 cluster_name=cluster.name,
                 principal_arn=entry.principal_arn,
                 policy_arn=CLUSTER_ADMIN_POLICY,
                 access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
                 opts=child,
-            )
+            ))
 
         node_role = aws.iam.Role(f"{name}-node", assume_role_policy=service_trust_policy("ec2.amazonaws.com"),
                                  opts=child)
@@ -170,7 +180,8 @@ class Cluster(pulumi.ComponentResource):
             f"{name}-k8s",
             kubeconfig=self.kubeconfig,
             enable_server_side_apply=True,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[system_nodes, ebs_csi]),
+            # The identity running `pulumi up` may hold its cluster access through one of these entries only.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[system_nodes, ebs_csi, *access_policies]),
         )
         k8s.storage.v1.StorageClass(
             f"{name}-gp3",

@@ -16,9 +16,10 @@ from policies import (
     pod_security,
     rbac,
     serving,
+    quotas,
     workload_egress,
 )
 
 POLICIES: list = [*gpu.POLICIES, *gpu_workloads.POLICIES, *egress.POLICIES, *workload_egress.POLICIES,
                   *pod_security.POLICIES, *data.POLICIES, *compliance.POLICIES, *rbac.POLICIES, *serving.POLICIES,
-                  *images.POLICIES, *notebooks.POLICIES]
+                  *images.POLICIES, *notebooks.POLICIES, *quotas.POLICIES]

@@ -10,6 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 from components.planning.cost import plural
+from components.planning import quotas
 from preview import check as policy_check
 from preview import cost as cost_model
 from preview import diff, engine, render
@@ -68,6 +69,8 @@ def cmd_render(args: argparse.Namespace) -> int:
     print("GPU pools:" + ("" if pools else " none"))
     for p in pools:
         print(f"  {p.kind} {p.name}: GPU {p.gpu_type}, sharing {p.sharing}, max {plural(p.max_gpus, 'GPU')}")
+    for q in render.quota_needs(run):
+        print(f"  needs EC2 quota {q.code} ({q.name}): {q.vcpus} vCPUs")
     return _print_violations(violations)
 
 
@@ -91,6 +94,7 @@ def cmd_cost(args: argparse.Namespace) -> int:
     run = _run(args.stack, args.config, args.project_dir)
     print(cost_model.markdown(cost_model.estimate((r.type, r.inputs) for r in run.resources if r.custom),
                               f"Cost of stack `{args.stack}`"))
+    print(quotas.markdown(render.quota_needs(run)))
     return 0
 
 

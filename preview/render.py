@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from components.planning import declared_pools as capacity
+from components.planning import quotas
 from components.planning.declared_pools import GpuPool
 from preview.engine import Registration, Run
 
@@ -50,6 +51,11 @@ def gpu_pool_details(run: Run) -> list[GpuPool]:
     return capacity.gpu_pools((r.type, r.inputs) for r in run.resources if r.custom)
 
 
+def quota_needs(run: Run) -> list[quotas.QuotaNeed]:
+    """The EC2 vCPU quotas the declared GPU pools need at their limits."""
+    return quotas.needs(quotas.from_declared((r.type, r.inputs) for r in run.resources if r.custom))
+
+
 def gpu_pools(run: Run) -> list[tuple[str, str, int]]:
     """(kind, name, maximum GPUs) for every GPU managed node group and GPU Karpenter NodePool declared."""
     return [(p.kind, p.name, p.max_gpus) for p in gpu_pool_details(run)]
@@ -67,6 +73,9 @@ def summary(run: Run, violations: list) -> str:
     lines += ["", "## GPU pools (maximum GPUs)", ""]
     lines += [f"- {p.kind} `{p.name}`: {p.max_gpus} ({p.gpu_type}, sharing: {p.sharing})"
               for p in gpu_pool_details(run)] or ["- (none)"]
+    lines += ["", "## EC2 vCPU quotas the GPU pools need (at their limits)", ""]
+    lines += [f"- `{q.code}` {q.name}: {q.vcpus} vCPUs ({', '.join(q.pools)})" for q in quota_needs(run)] \
+        or ["- (none)"]
     lines += ["", "## Policy check", ""]
     lines += [f"- [{v.enforcement}] {v.policy}: {v.message}" for v in violations] or ["- no violations"]
     return "\n".join(lines) + "\n"

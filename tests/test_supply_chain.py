@@ -95,7 +95,17 @@ def ci_role(rendered: Rendered, team: str):
     return rendered.one(ROLE, f"supply-chain-{team}-ci")
 
 
-def test_ci_role_trusts_only_the_team_branch_running_the_platform_workflow(prod):
+@pytest.fixture(scope="module")
+def declares_provider() -> Rendered:
+    """prod in an account without a GitHub OIDC provider yet (no bootstrap): the stack declares it."""
+    config = stack_yaml("prod")
+    config[PREFIX + "supplyChain"] = {k: v for k, v in config[PREFIX + "supplyChain"].items()
+                                      if k != "githubOidcProviderArn"}
+    return Rendered(run_config(config, stack="prod"))
+
+
+def test_ci_role_trusts_only_the_team_branch_running_the_platform_workflow(declares_provider):
+    prod = declares_provider
     provider = prod.one("aws:iam/openIdConnectProvider:OpenIdConnectProvider", "supply-chain-github")
     assert provider.inputs["url"] == f"https://{GITHUB_OIDC_HOST}"
     assert provider.inputs["clientIdLists"] == ["sts.amazonaws.com"]

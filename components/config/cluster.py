@@ -73,6 +73,17 @@ class GpuNodeGroupConfig(Model):
         return self.max_size * catalog.max_gpus_per_instance(self.instance_types)
 
 
+class CiRolesConfig(Model):
+    """The CI roles of the bootstrap (bootstrap/, output platformConfig): EKS access entries so the workflows'
+    `pulumi preview` and `pulumi up` reach the Kubernetes API (components/cluster.py says which rights and why)."""
+
+    preview: IamRoleArn | None = Field(default=None, description=(
+        "Role of the pull-request workflow (bootstrap output previewRoleArn): cluster admin, because the Kubernetes "
+        "provider previews with server-side dry-run applies, which Kubernetes authorizes as writes"))
+    deploy: IamRoleArn | None = Field(default=None, description=(
+        "Role of the deploy workflow (bootstrap output deployRoleArn): cluster admin, it applies every object"))
+
+
 class ClusterConfig(Model):
     name: DnsLabel | None = Field(None, description="EKS cluster name; default `mlops-<stack>`.")
     kubernetes_version: Annotated[str, Field(pattern=r"^1\.\d{2}$")] = Field(
@@ -94,6 +105,8 @@ class ClusterConfig(Model):
         "The managed node group for the platform's controllers."))
     gpu_node_groups: list[GpuNodeGroupConfig] = Field([], description=(
         "Managed node groups of GPU instances: steady GPU capacity (Karpenter adds the elastic rest)."))
+    ci_roles: CiRolesConfig = Field(default=CiRolesConfig(), description=(
+        "The CI roles that get EKS access entries besides adminRoleArns (`cluster.ciRoles.preview`/`deploy`)"))
 
     @model_validator(mode="after")
     def _unique_node_groups(self) -> ClusterConfig:
@@ -101,6 +114,16 @@ class ClusterConfig(Model):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise FieldError("gpuNodeGroups", f"names must be unique; repeated: {dupes}")
+        return self
+
+    @model_validator(mode="after")
+    def _one_access_entry_per_role(self) -> ClusterConfig:
+        # EKS holds one access entry per principal: a role listed twice would fail the second entry at deploy time.
+        roles = [*self.admin_role_arns, *(r for r in (self.ci_roles.preview, self.ci_roles.deploy) if r)]
+        dupes = sorted({r for r in roles if roles.count(r) > 1})
+        if dupes:
+            raise ValueError(f"a role may appear once among adminRoleArns and ciRoles (one EKS access entry each); "
+                             f"repeated: {dupes}")
         return self
 
 

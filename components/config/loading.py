@@ -19,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 from components.config.platform import PlatformConfig
 from components.config.problems import FieldError, format_problem
 from components.config.rules import problems as rule_problems
-from components.config.secrets import PLACEHOLDER, misplaced_secrets, plain_secrets
+from components.config.secrets import PLACEHOLDER, is_placeholder, misplaced_secrets, placeholder_paths, plain_secrets
 from components.config.types import PROJECT
 
 
@@ -53,6 +53,9 @@ class StackFile(NamedTuple):
 
 
 def _unsecure(value: Any, path: str, found: list[str]) -> Any:
+    if is_placeholder(value):             # the stack files' stand-in for a secret (config/secrets.py)
+        found.append(path)
+        return PLACEHOLDER
     if isinstance(value, dict):
         if set(value) == {"secure"}:
             found.append(path)
@@ -189,6 +192,13 @@ def parse_config(raw: Any, secret_paths: Iterable[str] = ()) -> PlatformConfig:
     if not isinstance(raw, dict):
         raise ConfigError([f"(top level): the `{PROJECT}:` keys must form a mapping (got a {_kind(raw)})"])
     secret_paths = list(secret_paths)
+    # Only a real `pulumi preview`/`up` meets a placeholder: the offline preview reads it as a `secure:` value.
+    placeholders = placeholder_paths(raw)
+    if placeholders:
+        raise ConfigError([
+            format_problem(path, "is the placeholder shipped in the repository, not your secret: set it with "
+                                 f"pulumi config set --secret --path '{PROJECT}:{path}' <value>", None, False)
+            for path in placeholders])
     misplaced = [str(p) for p in misplaced_secrets(secret_paths)]
     try:
         cfg = PlatformConfig.model_validate(raw)

@@ -42,3 +42,24 @@ def plain_secrets(cfg: PlatformConfig, secret_paths: list[str]) -> list[Problem]
                     f"repository could read it): {SET_SECRET.format(path=setting)}", None)
             for setting, read in SECRET_SETTINGS.items()
             if read(cfg) and read(cfg) != PLACEHOLDER and not any(_covers(p, setting) for p in secret_paths)]
+
+# Where a secret goes, the repository's stack files ship a plain `[placeholder] ...` string: a `secure:` ciphertext
+# made with another key would stop the real CLI before the program with a decryption error. The offline preview
+# reads a placeholder as a `secure:` value (loading.read_stack_file); a real `pulumi preview` hands it to the
+# program, and `parse_config` stops with the command that sets the real value.
+PLACEHOLDER_PREFIX = "[placeholder]"
+
+
+def is_placeholder(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith(PLACEHOLDER_PREFIX)
+
+
+def placeholder_paths(value: Any, path: str = "") -> list[str]:
+    """Key paths (`notebooks.auth.clientSecret`) of every placeholder in a config value."""
+    if is_placeholder(value):
+        return [path]
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in placeholder_paths(v, f"{path}.{k}" if path else str(k))]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in placeholder_paths(v, f"{path}[{i}]")]
+    return []

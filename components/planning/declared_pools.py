@@ -19,6 +19,7 @@ from components import catalog, labels
 NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
 NODE_POOL = "kubernetes:karpenter.sh/v1:NodePool"
 INSTANCE_TYPE = "node.kubernetes.io/instance-type"
+CAPACITY_TYPE_KEY = "karpenter.sh/capacity-type"
 CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
 # Labels every node carries whatever its pool (a selector on them does not pick a pool).
 NODE_WIDE = ("kubernetes.io/arch", "kubernetes.io/os", "topology.kubernetes.io/zone", "topology.kubernetes.io/region",
@@ -234,3 +235,12 @@ def gpu_limit(value: Any) -> int | None:
         return int(str(value))
     except ValueError:
         return None
+
+
+def node_pool_capacity_types(props: dict) -> list[str]:
+    """The capacity types (`spot`, `on-demand`) a NodePool may launch; Karpenter's default is on-demand."""
+    for req in as_list(as_dict(_template(props).get("spec")).get("requirements")):
+        req = as_dict(req)
+        if req.get("key") == CAPACITY_TYPE_KEY and req.get("operator") == "In":
+            return [str(v) for v in as_list(req.get("values"))]
+    return ["on-demand"]

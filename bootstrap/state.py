@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
 
 from bootstrap.config import StateConfig
-
-
-def tls_only_policy(bucket_arn: str) -> str:
-    """Refuse any request not made over TLS (state holds resource ids and encrypted secrets)."""
-    return json.dumps({
-        "Version": "2012-10-17",
-        "Statement": [{
-            "Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
-            "Resource": [bucket_arn, f"{bucket_arn}/*"],
-            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-        }],
-    })
+from components.iam import tls_only_bucket_policy
 
 
 @dataclass(frozen=True)
@@ -78,7 +66,8 @@ class StateBackend(pulumi.ComponentResource):
                 abort_incomplete_multipart_upload=aws.s3.
                 BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(days_after_initiation=7))],
             opts=child)
-        aws.s3.BucketPolicy(f"{name}-state", bucket=bucket.id, policy=bucket.arn.apply(tls_only_policy), opts=child)
+        aws.s3.BucketPolicy(f"{name}-state", bucket=bucket.id, policy=bucket.arn.apply(tls_only_bucket_policy),
+                            opts=child)
 
         self.bucket_name = bucket.bucket
         self.bucket_arn = bucket.arn

@@ -24,6 +24,14 @@ def service_trust_policy(service: str) -> str:
     })
 
 
+def tls_only_bucket_policy(bucket_arn: str) -> str:
+    """A bucket policy refusing any request not made over TLS."""
+    return json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
+        "Resource": [bucket_arn, f"{bucket_arn}/*"], "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+    }]})
+
+
 def irsa_trust_policy(oidc: Oidc, namespace: str, service_account: str) -> pulumi.Output[str]:
     """Only this one service account of this cluster may assume the role."""
 

@@ -24,7 +24,7 @@ import pulumi_random as random
 from components import catalog, labels
 from components.config import MlflowConfig
 from components.endpoints import MLFLOW, ClusterAccess, ServiceEndpoint
-from components.iam import irsa_role
+from components.iam import irsa_role, tls_only_bucket_policy
 
 # Pinned in components/data/versions.yaml. RDS: only the major version is pinned; AWS applies minor (security)
 # releases in the maintenance window, which the provider does not show as drift when only the major is given.
@@ -251,13 +251,6 @@ class Mlflow(pulumi.ComponentResource):
 def backend_store_uri(password: str, host: str) -> str:
     """SQLAlchemy URI of the tracking store; RDS PostgreSQL 15+ only accepts TLS (`rds.force_ssl`)."""
     return f"postgresql://{DATABASE_USER}:{password}@{host}:{DATABASE_PORT}/{DATABASE_NAME}?sslmode=require"
-
-
-def tls_only_bucket_policy(bucket_arn: str) -> str:
-    return json.dumps({"Version": "2012-10-17", "Statement": [{
-        "Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
-        "Resource": [bucket_arn, f"{bucket_arn}/*"], "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-    }]})
 
 
 def artifact_policy(bucket_arn: str, key_arn: str) -> str:

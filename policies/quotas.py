@@ -31,13 +31,14 @@ def quota_problems(resources: list[tuple[str, dict[str, Any]]], account_quotas: 
 
 
 def _validate(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-    for problem in quota_problems([(r.resource_type, r.props) for r in args.resources],
-                                  args.get_config().get("accountQuotas") or {}):
-        report_violation(problem)
+    problems = quota_problems([(r.resource_type, r.props) for r in args.resources],
+                              (args.get_config() or {}).get("accountQuotas") or {})
+    if problems:    # one report for the stack: the quotas are one request to AWS
+        report_violation(" ".join(problems))
 
 
-gpu_vcpu_quotas_granted = StackValidationPolicy(
-    name="gpu-vcpu-quotas-granted",
+ec2_gpu_vcpu_quotas_granted = StackValidationPolicy(
+    name="ec2-gpu-vcpu-quotas-granted",
     description="The account's EC2 vCPU quotas (G and VT, P; on-demand and spot) cover every GPU pool at its limit.",
     enforcement_level=EnforcementLevel.ADVISORY,
     validate=_validate,
@@ -52,4 +53,4 @@ gpu_vcpu_quotas_granted = StackValidationPolicy(
                       "granted values in policies/config.<stack>.json under accountQuotas.",
 )
 
-POLICIES = [gpu_vcpu_quotas_granted]
+POLICIES = [ec2_gpu_vcpu_quotas_granted]

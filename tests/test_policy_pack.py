@@ -200,6 +200,10 @@ VIOLATIONS: dict[str, Callable[[Plan], Any]] = {
     "workload-image-pinned": lambda p: _add(
         p, "kubernetes:apps/v1:Deployment", "latest-image", _team_pod("nvcr.io/nvidia/pytorch:latest")),
     "gpu-notebook-idle-culling": _hub_gpu_timeout,
+    # The G/VT node group on spot: prod's policy config records no such quota (with the pool copies above, the P
+    # quotas are exceeded too; the rule reports the stack once).
+    "ec2-gpu-vcpu-quotas-granted": lambda p: _find(p, "aws:eks/nodeGroup:NodeGroup", "cluster-gpu-a10g-inference")[
+        "inputs"].update(capacityType="SPOT"),
 }
 
 

@@ -265,8 +265,10 @@ def profile_entry(team: str, profile: NotebookProfile, cfg: NotebooksConfig, cpu
         "image": image,
         "cpu_guarantee": profile.cpu,
         "cpu_limit": profile.cpu,
-        "mem_guarantee": f"{profile.memory_gb}G",
-        "mem_limit": f"{profile.memory_gb}G",
+        # memoryGB is decimal (planning fits memory_gb * 1e9 on the nodes); KubeSpawner reads a "G" suffix as 2^30
+        # (jupyterhub.traitlets.ByteSpecification), so give it bytes. tests/test_notebook_pods.py checks the real pod.
+        "mem_guarantee": profile.memory_gb * 10**9,
+        "mem_limit": profile.memory_gb * 10**9,
         "extra_labels": {labels.JOB_TYPE: "notebook", labels.TEAM: team, HUB_ACCESS_LABEL: "true"},
         "node_selector": node_selector,
         "tolerations": tolerations,

@@ -139,9 +139,9 @@ def test_dev_offers_the_seed_profiles():
     config["mlops-platform:teams"][0]["notebookProfiles"] = ["cpu", "t4", "t4-shared"]
     profiles = _profiles_of(run_config(config))
     cpu, t4 = profiles["fraud-detection-cpu"], profiles["fraud-detection-t4"]
-    assert (cpu["cpu_guarantee"], cpu["mem_guarantee"]) == (2, "4G") and "extra_resource_limits" not in cpu
+    assert (cpu["cpu_guarantee"], cpu["mem_guarantee"]) == (2, 4 * 10**9) and "extra_resource_limits" not in cpu
     assert cpu["image"] == ":".join(CPU_IMAGE.values()) and cpu["tolerations"] == []
-    assert (t4["cpu_guarantee"], t4["mem_guarantee"], t4["extra_resource_limits"]) == (4, "16G", {"nvidia.com/gpu": 1})
+    assert (t4["cpu_guarantee"], t4["mem_guarantee"], t4["extra_resource_limits"]) == (4, 16 * 10**9, {"nvidia.com/gpu": 1})
     assert t4["node_selector"] == {labels.GPU_TYPE: "t4", labels.NODE_POOL: "training"}   # fits g4dn.2xlarge only
     assert profiles["fraud-detection-t4-shared"]["extra_resource_limits"] == {"nvidia.com/gpu.shared": 1}
     assert profiles["fraud-detection-t4-shared"]["node_selector"][labels.NODE_POOL] == "inference"

@@ -53,7 +53,7 @@ class NotebookProfileConfig(Model):
     description: str | None = Field(None, description="Description shown in JupyterHub's spawn form.")
     cpu: Annotated[float, Field(gt=0, le=192)] = Field(description="CPU cores requested.")
     memory_gb: Annotated[int, Field(alias="memoryGB", ge=1, le=2048)] = Field(description=(
-        "Memory requested, in GB (KubeSpawner's G, 10^9 bytes)."))
+        "Memory requested, in decimal GB (10^9 bytes; passed to KubeSpawner as bytes)."))
     gpu: NotebookGpuConfig | None = Field(None, description="The GPU the profile asks for; none: a CPU profile.")
     image: PinnedImage | None = Field(None, description=(
         "Pinned notebook image; default: the CPU or CUDA image of components/notebooks.py."))

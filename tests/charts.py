@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import subprocess
 import tarfile
 import tempfile
@@ -126,12 +127,14 @@ def template(helm: str, chart: Path, inputs: dict[str, Any]) -> tuple[int, str, 
 
 
 @functools.cache
-def _parse(stdout: str) -> tuple[dict[str, Any], ...]:
-    return tuple(o for o in yaml.load_all(stdout, Loader) if o)
+def _parse(document: str) -> Any:
+    return yaml.load(document, Loader)
 
 
 def objects(stdout: str) -> list[dict[str, Any]]:
-    return list(_parse(stdout))
+    """The rendered objects; each document parsed once per session (dev and prod render the same multi-megabyte
+    CRDs; the objects are shared, so treat them as read-only)."""
+    return [o for o in map(_parse, re.split(r"^---\s*$", stdout, flags=re.M)) if o]
 
 
 def served_crd_versions(rendered: list[dict[str, Any]]) -> set[str]:

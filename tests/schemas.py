@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import kubernetes_validate
+import kubernetes_validate.utils
+from referencing import Registry, Resource
 
 KUBERNETES_VERSION = "1.34"
 
@@ -76,8 +79,29 @@ def errors(obj: dict[str, Any], schemas_dir: Path, crds: dict[tuple[str, str], A
     if "." in (obj.get("apiVersion") or "").split("/")[0] and not obj["apiVersion"].endswith(".k8s.io/v1") \
             and obj["apiVersion"].split("/")[0] not in ("apps", "batch", "policy"):
         return [f"{name}: no upstream schema for custom resource {key}"]
+    validator = core_validator(*key)
+    if validator is None:
+        return [f"{name}: no Kubernetes {KUBERNETES_VERSION} schema for {key}"]
+    return [f"{name}: {'.'.join(str(p) for p in e.path)}: {e.message}" for e in validator.iter_errors(obj)]
+
+
+@functools.cache
+def _k8s_schema(path: str) -> Any:
+    return kubernetes_validate.utils.schema_contents(f"kubernetes-json-schema/{path}", KUBERNETES_VERSION)
+
+
+@functools.cache
+def core_validator(api_version: str, kind: str) -> Any:
+    """The validator `kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)` builds, built once per
+    kind (the library re-reads its multi-megabyte definitions file for every object)."""
+    utils = kubernetes_validate.utils
+    version = [v for v in utils.all_versions() if utils.major_minor(v) <= KUBERNETES_VERSION][-1]
+    group = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
+    schema_dir = f"v{version}-local-strict"
     try:
-        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
-    except kubernetes_validate.ValidationError as e:
-        return [f"{name}: {'.'.join(str(p) for p in e.path)}: {e.message}"]
-    return []
+        schema = _k8s_schema(f"{schema_dir}/{kind.lower()}-{group}.json")
+    except FileNotFoundError:
+        return None
+    registry = Resource.from_contents(schema) @ Registry()
+    registry = Resource.from_contents(_k8s_schema(f"{schema_dir}/_definitions.json")) @ registry
+    return jsonschema.Draft202012Validator(schema, registry=registry)

@@ -138,6 +138,7 @@ def pod_problems(rendered, built: dict[str, Any]) -> dict[str, list[str]]:
     policies = rendered.objects("NetworkPolicy")
     hub_policies = [o for o in built["objects"] if o["kind"] == "NetworkPolicy"]
     overrides = check.load_overrides(engine.PROJECT_DIR, rendered.run.stack)
+    baseline = {(v.policy, v.message) for v in check.evaluate(POLICIES, rendered.resources, overrides)}
     problems: dict[str, list[str]] = {}
     for result in built["results"]:
         key = f"{result['user']} {result['profile']}"
@@ -174,8 +175,10 @@ def pod_problems(rendered, built: dict[str, Any]) -> dict[str, list[str]]:
             found.append("a GPU pod without the GPU toleration")
         pod_obj = {**pod, "metadata": {**pod["metadata"], "namespace": namespace}}
         registration = resource("kubernetes:core/v1:Pod", pod_obj, f"notebook-{result['user']}-{result['profile']}")
+        # The pod's own violations: resource policies name its urn, stack policies none, so compare with the plan's.
         found += [f"policy {v.policy}: {v.message}" for v in check.evaluate(
-            POLICIES, [*rendered.resources, registration], overrides) if v.urn == registration.urn]
+            POLICIES, [*rendered.resources, registration], overrides)
+            if v.urn == registration.urn or (v.policy, v.message) not in baseline]
         found += notebook_network_problems(policies, hub_policies, namespace, team_namespaces[namespace],
                                            pod["metadata"]["labels"])
     return problems

@@ -192,15 +192,20 @@ def world(tmp_path, mlflow):
     for v in (1, 2, 3):                          # version 2 was trained by `run`, which logged its accuracy
         mlflow_api(mlflow, "POST", "model-versions/create", {"name": name, "source": f"s3://models/v{v}",
                                                              **({"run_id": run} if v == 2 else {})})
-    for hook in mlflow_api(mlflow, "GET", "webhooks").get("webhooks", []):
-        http("DELETE", f"{mlflow}/api/2.0/mlflow/webhooks/{hook['webhook_id']}")
-    mlflow_api(mlflow, "POST", "webhooks", {"name": "model-rollout", "url": f"{w.url}/webhook", "secret": SECRET,
-                                           "events": [{"entity": "MODEL_VERSION_ALIAS", "action": "CREATED"}]})
+    register_webhook(mlflow, f"{w.url}/webhook")
     w.start()
     yield w
     w.stop()
     prometheus.close()
     cluster.kube.close()
+
+
+def register_webhook(mlflow: str, url: str) -> str:
+    """The stack's registration Job, run as it runs in the cluster (its own process, its environment)."""
+    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow, "WEBHOOK_NAME": "model-rollout", "WEBHOOK_URL": url,
+           "WEBHOOK_SECRET": SECRET}
+    return subprocess.run([sys.executable, str(SERVICE.parent / "register_webhook.py")], env=env, check=True,
+                          capture_output=True, text=True, timeout=60).stdout
 
 
 def _up(url: str) -> bool:
@@ -229,6 +234,7 @@ def test_alias_starts_a_5_percent_canary_then_healthy_series_promote_it(world):
     assert "canaryTrafficPercent" not in world.cluster.isvc["spec"]["predictor"]
     assert world.cluster.isvc["spec"]["predictor"]["model"]["storageUri"] == "s3://models/v2"
     assert wait_for(lambda: version_tags(world.mlflow, "2").get("rollout.status") == "promoted", "the tag")
+    wait_for(lambda: len(world.cluster.kube.events) == 2, "the promotion event")
     assert [e["reason"] for e in world.cluster.kube.events] == ["CanaryStarted", "CanaryPromoted"]
     # The analysis looked at the canary revision only, never at the whole service.
     assert all('revision="fraud-predictor-00002"' in q for q in world.prometheus.queries())
@@ -273,7 +279,15 @@ def test_a_restart_mid_window_resumes_from_the_cluster(world):
     world.traffic.requests = 400
     world.start()
     wait_for(lambda: world.cluster.state().get("phase") == "promoted", "the promotion after the restart")
-    assert version_tags(world.mlflow, "2")["rollout.status"] == "promoted"
+    wait_for(lambda: version_tags(world.mlflow, "2").get("rollout.status") == "promoted", "the promotion tag")
+
+
+def test_the_registration_job_is_idempotent(world):
+    url = f"{world.url}/webhook"
+    assert "updated webhook" in register_webhook(world.mlflow, url)      # the fixture's run created it
+    hooks = mlflow_api(world.mlflow, "GET", "webhooks")["webhooks"]
+    assert [(h["name"], h["url"], h["events"]) for h in hooks] == [
+        ("model-rollout", url, [{"entity": "MODEL_VERSION_ALIAS", "action": "CREATED"}])]
 
 
 def test_a_wrong_signature_is_refused_and_changes_nothing(world):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -67,18 +68,19 @@ def mlflow(tmp_path_factory) -> str:
     port = free_port()
     env = {**os.environ, "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http",     # the in-cluster hop (docs/model-promotion.md)
            "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY": base64.urlsafe_b64encode(b"k" * 32).decode(),
-           "MLFLOW_WEBHOOK_CACHE_TTL": "0"}
+           "MLFLOW_WEBHOOK_CACHE_TTL": "0", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     server = subprocess.Popen([python, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{work}/db.sqlite",
                                "--default-artifact-root", f"file://{work}/artifacts", "--host", "127.0.0.1",
                                "--port", str(port), "--workers", "1"],
-                              env=env, stdout=subprocess.DEVNULL, stderr=open(work / "server.log", "w"))
+                              env=env, stdout=subprocess.DEVNULL, stderr=open(work / "server.log", "w"),
+                              start_new_session=True)        # its own process group: uvicorn workers stop with it
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: _healthy(url), "the MLflow server", timeout=90)
+        wait_for(lambda: _healthy(url), "the MLflow server", timeout=300)
         yield url
     finally:
-        server.terminate()
-        server.wait(10)
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(30)
 
 
 def _healthy(url: str) -> bool:

@@ -34,6 +34,7 @@ POSTGRES_MAJOR_VERSION = catalog.versions()["components"]["postgres-major"]
 SERVICE_NAME = "mlflow"               # the Service clients reach: http://mlflow.<namespace>.svc.cluster.local
 SERVICE_ACCOUNT = "mlflow"
 DATABASE_SECRET = "mlflow-database"
+WEBHOOK_KEY_ENV = "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY"
 DATABASE_NAME = "mlflow"
 DATABASE_USER = "mlflow"
 DATABASE_PORT = 5432
@@ -193,9 +194,14 @@ class Mlflow(pulumi.ComponentResource):
             opts=in_ns)
         backend_uri = pulumi.Output.secret(pulumi.Output.all(password.result, database.address).apply(
             lambda a: backend_store_uri(a[0], a[1])))
+        # MLflow encrypts webhook secrets in its database with this Fernet key (32 bytes, URL-safe base64); without
+        # it each server process picks a random key and webhooks stop verifying after a restart.
+        webhook_key = random.RandomPassword(f"{name}-webhook-key", length=43, special=False, opts=child)
         secret = k8s.core.v1.Secret(
             f"{name}-database-secret", metadata=meta(DATABASE_SECRET), type="Opaque",
-            string_data={"MLFLOW_BACKEND_STORE_URI": backend_uri}, opts=in_ns)
+            string_data={"MLFLOW_BACKEND_STORE_URI": backend_uri,
+                         WEBHOOK_KEY_ENV: pulumi.Output.secret(webhook_key.result.apply(lambda k: k + "="))},
+            opts=in_ns)
 
         self.replicas = cfg.replicas or (2 if args.is_prod else 1)
         k8s.apps.v1.Deployment(
@@ -299,6 +305,12 @@ def deployment_spec(replicas: int, pod_labels: dict[str, str], bucket: pulumi.In
             k8s.core.v1.EnvVarArgs(name="MLFLOW_BACKEND_STORE_URI", value_from=k8s.core.v1.EnvVarSourceArgs(
                 secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(name=DATABASE_SECRET,
                                                                  key="MLFLOW_BACKEND_STORE_URI"))),
+            k8s.core.v1.EnvVarArgs(name=WEBHOOK_KEY_ENV, value_from=k8s.core.v1.EnvVarSourceArgs(
+                secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(name=DATABASE_SECRET, key=WEBHOOK_KEY_ENV))),
+            # Webhooks go to the in-cluster rollout service over plain HTTP: MLflow's egress NetworkPolicy lets the
+            # server reach only that service (and S3, its database, STS), and each delivery is HMAC-signed with a
+            # timestamp (docs/model-promotion.md: why not HTTPS inside the namespace).
+            k8s.core.v1.EnvVarArgs(name="MLFLOW_WEBHOOK_ALLOWED_SCHEMES", value="https,http"),
             k8s.core.v1.EnvVarArgs(name="MLFLOW_SERVER_ALLOWED_HOSTS", value=allowed_hosts(namespace)),
             k8s.core.v1.EnvVarArgs(name="AWS_DEFAULT_REGION", value=region),
             k8s.core.v1.EnvVarArgs(name="HOME", value="/tmp"),

@@ -6,10 +6,11 @@ from components.cluster import Cluster, ClusterArgs
 from components.config import load_config
 from components.datasets import Datasets, DatasetsArgs
 from components.endpoints import (JUPYTERHUB_API, MLFLOW, NOTEBOOK_INGRESS, NOTEBOOK_SPAWNER, PRIORITY_CLASSES,
-                                  PROMETHEUS, SERVING_INGRESS)
+                                  PROMETHEUS, PROMETHEUS_API, SERVING_INGRESS)
 from components.gpu_operator import GpuOperator, GpuOperatorArgs
 from components.karpenter import Karpenter, KarpenterArgs
-from components.mlflow import Mlflow, MlflowArgs
+from components.mlflow import MLFLOW_IMAGE, Mlflow, MlflowArgs
+from components.model_rollout import ModelRollout, ModelRolloutArgs, registry_rollouts
 from components.network import Network, NetworkArgs
 from components.notebooks import Notebooks, NotebooksArgs
 from components.observability import Observability, ObservabilityArgs
@@ -82,6 +83,12 @@ serving = Serving("serving", ServingArgs(
     ingress=SERVING_INGRESS, priority_class=PRIORITY_CLASSES.inference,
 ))
 
+# Registry-mode models: an MLflow alias starts a canary the rollout service analyses, then promotes or rolls back.
+rollouts = registry_rollouts(config.teams)
+model_rollout = ModelRollout("model-rollout", ModelRolloutArgs(
+    access=cluster.access, rollouts=rollouts, mlflow=MLFLOW, prometheus=PROMETHEUS_API, image=MLFLOW_IMAGE,
+    mlflow_namespace=mlflow.namespace_resource,
+)) if rollouts else None
 
 # Team image repositories, CI push roles and the image admission policy (selects team namespaces by label).
 supply_chain = SupplyChain("supply-chain", SupplyChainArgs(

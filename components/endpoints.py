@@ -97,6 +97,16 @@ PROMETHEUS = MetricsScraper(
 )
 
 
+# Prometheus' query API (kube-prometheus-stack's Service `<release>-prometheus`, port 9090), for platform services
+# that read metrics (the model rollout service).
+PROMETHEUS_API = ServiceEndpoint(
+    namespace=PROMETHEUS.source.namespace,
+    pod_labels=dict(PROMETHEUS.source.pod_labels),
+    port=9090,
+    url="http://kube-prometheus-stack-prometheus.monitoring.svc.cluster.local:9090",
+)
+
+
 @dataclass(frozen=True)
 class PriorityClasses:
     """The platform's PriorityClass names (declared by the tenancy component), for workloads to set."""

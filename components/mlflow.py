@@ -25,6 +25,7 @@ from components import catalog, labels
 from components.config import MlflowConfig
 from components.endpoints import MLFLOW, ClusterAccess, ServiceEndpoint
 from components.iam import irsa_role, tls_only_bucket_policy
+from components.network import lookup_subnet_cidrs
 
 # Pinned in components/data/versions.yaml. RDS: only the major version is pinned; AWS applies minor (security)
 # releases in the maintenance window, which the provider does not show as drift when only the major is given.
@@ -62,6 +63,7 @@ class MlflowArgs:
 class Mlflow(pulumi.ComponentResource):
     tracking_url: str
     namespace: str
+    namespace_resource: pulumi.Resource
     artifact_bucket_name: pulumi.Output[str]
     artifact_bucket_arn: pulumi.Output[str]
     kms_key_arn: pulumi.Output[str]
@@ -225,8 +227,7 @@ class Mlflow(pulumi.ComponentResource):
                 opts=in_ns)
 
         # ---- NetworkPolicies: in from team namespaces; out to DNS, the database subnets and S3 only
-        database_cidrs = access.private_subnet_ids.apply(lambda ids: pulumi.Output.all(
-            *[aws.ec2.get_subnet_output(id=i, opts=invoke).cidr_block for i in ids]))
+        database_cidrs = lookup_subnet_cidrs(access.private_subnet_ids, invoke)
         s3_cidrs = aws.ec2.get_managed_prefix_list_output(
             name=region.apply(lambda r: f"com.amazonaws.{r}.s3"), opts=invoke,
         ).entries.apply(lambda entries: sorted(e.cidr for e in entries))
@@ -237,6 +238,7 @@ class Mlflow(pulumi.ComponentResource):
 
         self.tracking_url = endpoint.url
         self.namespace = ns
+        self.namespace_resource = namespace
         self.artifact_bucket_name = bucket.bucket
         self.artifact_bucket_arn = bucket.arn
         self.kms_key_arn = key.arn

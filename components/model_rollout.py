@@ -26,7 +26,9 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
+from components.config import TeamConfig, duration_seconds
 from components.endpoints import ClusterAccess, ServiceEndpoint
+from components.network import lookup_subnet_cidrs
 
 SERVICE_DIR = Path(__file__).resolve().parent.parent / "services" / "model_rollout"
 NAME = "model-rollout"
@@ -65,6 +67,18 @@ class RegistryRollout:
                 "maxLatencyP99Ms": self.max_latency_p99_ms, "minRequests": self.min_requests}
 
 
+def registry_rollouts(teams: list[TeamConfig]) -> list[RegistryRollout]:
+    """The registry-mode models of the stack config, as the rollout service reads them. A team's namespace is its
+    name (components/tenancy.py); the InferenceService is named after the model (components/serving.py)."""
+    return [RegistryRollout(
+        namespace=team.name, inference_service=m.name, registered_model=m.rollout.registered_model or "",
+        alias=m.rollout.alias, canary_percent=m.rollout.canary_percent,
+        window_seconds=duration_seconds(m.rollout.analysis_window),
+        max_error_rate=m.rollout.max_error_rate_percent / 100,
+        max_latency_p99_ms=m.rollout.max_latency_p99_ms or m.latency_p99_ms, min_requests=m.rollout.min_requests,
+    ) for team in teams for m in team.models if m.registry_driven]
+
+
 @dataclass(frozen=True)
 class ModelRolloutArgs:
     access: ClusterAccess
@@ -72,7 +86,6 @@ class ModelRolloutArgs:
     mlflow: ServiceEndpoint             # the service runs in MLflow's namespace and calls its API
     prometheus: ServiceEndpoint
     image: str                          # the MLflow image (its Python runs the service: no extra image)
-    api_server_cidrs: pulumi.Input[list[str]]   # where the EKS API server's network interfaces live
     mlflow_namespace: pulumi.Resource
 
 
@@ -188,7 +201,10 @@ class ModelRollout(pulumi.ComponentResource):
                                         depends_on=[secret, config_map], custom_timeouts=pulumi.CustomTimeouts(
                                             create="10m")))
 
-        for policy_name, spec in network_policy_specs(args.mlflow, args.prometheus, args.api_server_cidrs).items():
+        # The EKS API server's network interfaces live in the cluster's (private) subnets.
+        api_server_cidrs = lookup_subnet_cidrs(args.access.private_subnet_ids,
+                                               pulumi.InvokeOutputOptions(parent=self))
+        for policy_name, spec in network_policy_specs(args.mlflow, args.prometheus, api_server_cidrs).items():
             k8s.networking.v1.NetworkPolicy(f"{name}-netpol-{policy_name}", metadata=meta(policy_name), spec=spec,
                                             opts=in_ns)
 

@@ -162,3 +162,11 @@ class Network(pulumi.ComponentResource):
         self.vpc_id = vpc.id
         self.private_subnet_ids = pulumi.Output.all(*[s.id for s in private_subnets])
         self.public_subnet_ids = pulumi.Output.all(*[s.id for s in public_subnets])
+
+
+def lookup_subnet_cidrs(subnet_ids: pulumi.Output[list[str]],
+                        opts: pulumi.InvokeOutputOptions) -> pulumi.Output[list[str]]:
+    """The CIDR blocks of subnets (looked up, so it holds for an existing VPC too): NetworkPolicies that must reach
+    what lives in them (the database, the EKS API server's network interfaces) name these."""
+    return subnet_ids.apply(lambda ids: pulumi.Output.all(*[aws.ec2.get_subnet_output(id=i, opts=opts).cidr_block
+                                                             for i in ids]))

@@ -39,6 +39,9 @@ KNATIVE_SERVING_VERSION = catalog.versions()["manifests"]["knative-serving"]
 KNATIVE_KOURIER_VERSION = catalog.versions()["manifests"]["net-kourier"]
 KSERVE_VERSION = catalog.chart("kserve")["version"]
 KSERVE_CHARTS = catalog.chart("kserve")["charts"]
+# For `rollout.mode: registry` models the rollout service (components/model_rollout.py) owns these two fields: the
+# version serving and the canary's share. Pulumi declares everything else and never reverts a promotion.
+ROLLOUT_OWNED_FIELDS = ["spec.predictor.model.storageUri", "spec.predictor.canaryTrafficPercent"]
 
 KNATIVE_RELEASES = "https://github.com/knative/serving/releases/download"
 KOURIER_RELEASES = "https://github.com/knative-extensions/net-kourier/releases/download"
@@ -172,7 +175,8 @@ class Serving(pulumi.ComponentResource):
                     f"{name}-{access.namespace}-{model.name}",
                     api_version=manifest["apiVersion"], kind=manifest["kind"],
                     metadata=manifest["metadata"], spec=manifest["spec"],
-                    opts=after(runtimes, access.namespace_resource))
+                    opts=pulumi.ResourceOptions.merge(after(runtimes, access.namespace_resource), pulumi.ResourceOptions(
+                        ignore_changes=ROLLOUT_OWNED_FIELDS if model.registry_driven else None)))
                 key = f"{access.namespace}/{model.name}"
                 self.inference_services.append(key)
                 self.model_urls[key] = f"http://{model.name}.{access.namespace}.svc.cluster.local"

@@ -65,6 +65,27 @@ def _serving_rule_errors(cfg: PlatformConfig) -> list[Problem]:
                 errors.append(Problem(f"{path}.canary.location", "must differ from `location`: a canary rolls out a new "
                                       "model version next to the one at `location`", m.canary.location))
         errors += _model_quota_errors(cfg, i, team)
+    return errors + _rollout_rule_errors(cfg)
+
+
+def _rollout_rule_errors(cfg: PlatformConfig) -> list[Problem]:
+    """Registry-mode rollouts are judged on Prometheus series, and one alias drives one model."""
+    errors: list[Problem] = []
+    followed: dict[tuple[str, str], str] = {}
+    for i, team in enumerate(cfg.teams):
+        for j, m in enumerate(team.models):
+            if not m.registry_driven:
+                continue
+            path = f"teams[{i}].models[{j}].rollout"
+            if not cfg.observability.enabled:
+                errors.append(Problem(f"{path}.mode", "registry needs observability.enabled: the canary is analysed "
+                                      "on Prometheus series; enable observability or use rollout mode manual",
+                                      m.rollout.mode))
+            key = (m.rollout.registered_model or "", m.rollout.alias)
+            if key in followed:
+                errors.append(Problem(f"{path}.registeredModel", f"with alias '{key[1]}' already drives "
+                                      f"{followed[key]}; one registry alias deploys one model", key[0]))
+            followed.setdefault(key, f"{path[:-len('.rollout')]} ({team.name}/{m.name})")
     return errors
 
 

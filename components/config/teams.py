@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from pydantic import Field, model_validator
 
 from components.config.problems import FieldError, Problem
-from components.config.types import (DnsLabel, GitBranch, GithubRepository, IamRoleArn, KubernetesGroup, MigProfile,
+from components.config.types import (DnsLabel, Duration, GitBranch, GithubRepository, IamRoleArn, KubernetesGroup, MigProfile,
                                      Model, PackageCidr, Port, RegistryPrefix, S3Uri)
 from components.planning.serving import ModelSizing, model_sizing
 
@@ -22,6 +22,37 @@ class CanaryConfig(Model):
     location: S3Uri = Field(description="s3:// location of the new model version.")
     traffic_percent: Annotated[int, Field(ge=1, le=99)] = Field(5, description=(
         "Share of the traffic the canary takes, 1 to 99."))
+
+
+class RolloutConfig(Model):
+    """How new versions of a model reach production (docs/model-promotion.md)."""
+
+    mode: Literal["manual", "registry"] = Field(
+        "manual", description="`manual`: the stack file says what runs (`location`, optional `canary`). `registry`: "
+        "setting `alias` on a version of `registeredModel` in MLflow starts a canary of it, analysed and then "
+        "promoted or rolled back by the platform's rollout service.")
+    registered_model: Annotated[str, Field(min_length=1, max_length=256)] | None = Field(
+        None, description="The MLflow registered model whose alias drives this model (registry mode).")
+    alias: DnsLabel = Field("champion", description="The registry alias that means \"deploy this version\".")
+    canary_percent: Annotated[int, Field(ge=1, le=50)] = Field(
+        5, description="Share of the traffic the new version gets during the analysis.")
+    analysis_window: Duration = Field(
+        "10m", description="How long the canary must stay healthy before it is promoted.")
+    max_error_rate_percent: Annotated[float, Field(gt=0, le=100)] = Field(
+        1.0, description="Highest share of the canary's requests answered 5xx; above it the canary is rolled back.")
+    max_latency_p99_ms: Annotated[int, Field(gt=0)] | None = Field(
+        None, description="Highest p99 latency of the canary; above it the canary is rolled back. Default: the "
+        "model's `latencyP99Ms`.")
+    min_requests: Annotated[int, Field(ge=1)] = Field(
+        100, description="Requests the canary must have served before any verdict (no verdict on missing evidence).")
+
+    @model_validator(mode="after")
+    def _registry_needs_a_model(self) -> RolloutConfig:
+        if self.mode == "registry" and not self.registered_model:
+            raise ValueError("registeredModel is required with mode: registry (the MLflow registered model name)")
+        if self.mode == "manual" and self.registered_model:
+            raise ValueError("registeredModel is only used with mode: registry")
+        return self
 
 
 class ModelDeploymentConfig(Model):
@@ -42,6 +73,19 @@ class ModelDeploymentConfig(Model):
     capacity_rps_per_replica: Annotated[float, Field(gt=0)] | None = Field(None, description=(
         "Measured requests per second one replica takes; overrides the data file."))
     canary: CanaryConfig | None = Field(None, description="A new model version rolled out to a share of the traffic.")
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig, description="How new versions reach production: "
+                                   "`manual` (default) or `registry` (MLflow alias -> canary -> promotion/rollback).")
+
+    @model_validator(mode="after")
+    def _one_source_of_versions(self) -> ModelDeploymentConfig:
+        if self.canary is not None and self.rollout.mode == "registry":
+            raise ValueError("canary is set by the rollout service in rollout mode registry; remove the canary block "
+                             "(or use rollout mode manual)")
+        return self
+
+    @property
+    def registry_driven(self) -> bool:
+        return self.rollout.mode == "registry"
 
     def sizing(self, is_prod: bool) -> ModelSizing:
         """Replicas and autoscaling for the peak traffic (components/planning/serving.py)."""

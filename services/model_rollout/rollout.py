@@ -118,6 +118,8 @@ class Mlflow:
         return {m["key"]: float(m["value"]) for m in run.get("data", {}).get("metrics", [])}
 
     def tag(self, name: str, version: str, tags: dict[str, str]) -> None:
+        """One call per tag (MLflow's API): callers put `rollout.status` last, so a reader who sees the status
+        also sees its reason."""
         for key, value in tags.items():
             self.http.call("POST", "/api/2.0/mlflow/model-versions/set-tag",
                            {"name": name, "version": version, "key": key, "value": value})
@@ -281,7 +283,7 @@ class Rollouts:
             "metadata": {"annotations": _annotations(phase="promoted", since=str(int(self.clock())), reason=why)},
             "spec": {"predictor": {"canaryTrafficPercent": None}},       # null removes it: 100% to the new version
         })
-        self.mlflow.tag(model.registered_model, state["version"], {"rollout.status": "promoted", "rollout.reason": why})
+        self.mlflow.tag(model.registered_model, state["version"], {"rollout.reason": why, "rollout.status": "promoted"})
         self.kube.event(model, "CanaryPromoted", f"v{state['version']} promoted: {why}")
         self.metrics.count(model, "promoted")
 
@@ -293,8 +295,8 @@ class Rollouts:
             "spec": {"predictor": {"canaryTrafficPercent": None,
                                    "model": {"storageUri": state["previous-uri"]}}},
         })
-        self.mlflow.tag(model.registered_model, state["version"], {"rollout.status": "rolled-back",
-                                                                   "rollout.reason": why})
+        self.mlflow.tag(model.registered_model, state["version"], {"rollout.reason": why,
+                                                                   "rollout.status": "rolled-back"})
         self.kube.event(model, "CanaryRolledBack", f"v{state['version']} rolled back: {why}", warning=True)
         self.metrics.count(model, "rolled-back")
 

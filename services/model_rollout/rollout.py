@@ -226,8 +226,8 @@ class Rollouts:
                     previous_version=previous_version, reason="")},
                 "spec": {"predictor": {"canaryTrafficPercent": model.canary_percent, "model": {"storageUri": uri}}},
             })
-            self.mlflow.tag(name, version, {"rollout.status": "canary", "rollout.canaryPercent":
-                                            str(model.canary_percent)})
+            self.mlflow.tag(name, version, {"rollout.canaryPercent": str(model.canary_percent),
+                                            "rollout.status": "canary"})
             self.kube.event(model, "CanaryStarted", f"{name} v{version} ({uri}) takes {model.canary_percent}% "
                                                     f"of traffic for {model.window_seconds}s")
             self.metrics.count(model, "started")
@@ -283,7 +283,8 @@ class Rollouts:
             "metadata": {"annotations": _annotations(phase="promoted", since=str(int(self.clock())), reason=why)},
             "spec": {"predictor": {"canaryTrafficPercent": None}},       # null removes it: 100% to the new version
         })
-        self.mlflow.tag(model.registered_model, state["version"], {"rollout.reason": why, "rollout.status": "promoted"})
+        self.mlflow.tag(model.registered_model, state["version"],
+                        {"rollout.reason": why, "rollout.status": "promoted"})
         self.kube.event(model, "CanaryPromoted", f"v{state['version']} promoted: {why}")
         self.metrics.count(model, "promoted")
 

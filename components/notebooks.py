@@ -13,14 +13,12 @@ Who sees which profile: a profile `<team>-<profile>` is shown only to members of
 (`notebooks.teamGroups`, default the team's Kubernetes `group`, `team:<name>`), which the authenticator fills from
 the identity provider (OIDC groups claim; GitHub `org:team`; the `dummyUsers` map in dev). The hub refuses a spawn
 into a namespace whose group the user is not in (defence in depth behind the filtered list).
-
 Idle culling: the hub's culler (jupyterhub-idle-culler) stops any server idle for `idleTimeout` or older than
 `maxAge`; every profile also starts its server with jupyter-server's own culling: idle kernels and terminals are
 culled, and the server shuts itself down after its profile's idle timeout (GPU profiles: `gpuIdleTimeout`).
 GPU pods also get `activeDeadlineSeconds` = `gpuMaxAge`, so Kubernetes ends them however busy they are.
 
-Authentication: GitHub or OIDC (OAuthenticator); the client secret, a `secure:` config value, goes into a Kubernetes
-Secret from a secret Output and reaches the hub as `OAUTH_CLIENT_SECRET` (never in the Helm values).
+Authentication: GitHub or OIDC; the `secure:` client secret reaches the hub as `OAUTH_CLIENT_SECRET` from a Secret.
 """
 
 from __future__ import annotations

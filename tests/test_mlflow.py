@@ -32,7 +32,8 @@ def test_database_password_never_appears_in_plain_text_in_the_build_output(stack
             if value in text] == []
     assert rendered.one(RDS).inputs["password"] == "[secret]"
     secret = rendered.obj("Secret", mlflow.DATABASE_SECRET, "mlflow")
-    assert secret["stringData"] == {"MLFLOW_BACKEND_STORE_URI": "[secret]"} and "data" not in secret
+    assert secret["stringData"] == {"MLFLOW_BACKEND_STORE_URI": "[secret]", mlflow.WEBHOOK_KEY_ENV: "[secret]"} \
+        and "data" not in secret
 
 
 def mock_outputs(registration) -> dict:

@@ -1,7 +1,8 @@
 """Where the suite finds upstream test data (CRD/values schemas, packed charts) and external tools.
 
 One mechanism, in this order:
-1. an environment variable (`MLOPS_SCHEMAS_DIR`, `MLOPS_CHARTS_DIR`; tools: `MLOPS_HELM`, `MLOPS_PROMTOOL`, ...);
+1. an environment variable (`MLOPS_SCHEMAS_DIR`, `MLOPS_CHARTS_DIR`; tools: `MLOPS_HELM`, `MLOPS_PROMTOOL`, ...),
+   which when set is the only place looked in;
 2. `../shared/<kind>` beside the checkout (how this project's CI runs);
 3. `.cache/test-data/<kind>` inside the checkout, which `make test-data` fills from pinned upstream URLs.
 Missing data or tools fail the test under `CI=true` and skip it elsewhere, with one line saying how to get them.
@@ -32,9 +33,12 @@ def missing(message: str) -> None:
 
 
 def candidates(kind: str) -> list[Path]:
+    """The folders looked in. A set environment variable is the only one: a wrong path is then reported, not
+    quietly replaced by another copy of the data."""
     env, _ = DATA_KINDS[kind]
-    found = [Path(os.environ[env])] if os.environ.get(env) else []
-    return found + [PROJECT_DIR.parent / "shared" / kind, CACHE_DIR / "test-data" / kind]
+    if os.environ.get(env):
+        return [Path(os.environ[env])]
+    return [PROJECT_DIR.parent / "shared" / kind, CACHE_DIR / "test-data" / kind]
 
 
 def locate(kind: str) -> Path | None:

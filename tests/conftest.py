@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -120,6 +122,20 @@ def rendered_stack(stack: str) -> Rendered:
     if stack not in _RENDERED:
         _RENDERED[stack] = Rendered(*run_capturing(lambda: engine.run_stack(stack)))
     return _RENDERED[stack]
+
+
+_CLI_RENDERS: dict[str, tuple[Path, str]] = {}
+
+
+def cli_render(stack: str, tmp_path_factory) -> tuple[Path, str]:
+    """`python -m preview render <stack>` as a user runs it, once per session: (output folder, what it printed)."""
+    if stack not in _CLI_RENDERS:
+        out = tmp_path_factory.mktemp(f"cli-{stack}")
+        result = subprocess.run([sys.executable, "-m", "preview", "render", stack, "--out", str(out)],
+                                cwd=PROJECT_DIR, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        _CLI_RENDERS[stack] = out, result.stdout
+    return _CLI_RENDERS[stack]
 
 
 @pytest.fixture(scope="session")

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 
 import pytest
 import yaml
@@ -16,7 +14,7 @@ from components.config import parse_config
 from components.gpu_operator import DEVICE_PLUGIN_CONFIGMAP, MIG_PARTED_CONFIGMAP
 from components.karpenter import KARPENTER_VERSION, gpu_node_pool, node_class_spec, node_overlays
 from preview import render
-from tests.conftest import PROJECT_DIR, Rendered, run_config, stack_yaml, raw_config as raw, config_problems as problems
+from tests.conftest import Rendered, cli_render, run_config, stack_yaml, raw_config as raw, config_problems as problems
 
 PREFIX = "mlops-platform:"
 
@@ -206,14 +204,12 @@ def test_dev_is_cheap_and_prod_realistic(dev, prod):
     assert dev.helm("karpenter")["values"]["replicas"] == 1 and prod.helm("karpenter")["values"]["replicas"] == 2
 
 
-def test_preview_prints_each_gpu_pool_with_type_sharing_and_maximum(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "preview", "render", "prod", "--out", str(tmp_path)],
-                            cwd=PROJECT_DIR, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    assert "  NodePool training: GPU a100-40gb, sharing none, max 32 GPUs" in result.stdout
-    assert "  NodePool inference: GPU l4, sharing time-slicing, max 8 GPUs" in result.stdout
-    assert "  NodePool inference-mig: GPU a100-80gb, sharing mig, max 8 GPUs" in result.stdout
-    assert "- NodePool `inference-mig`: 8 (a100-80gb, sharing: mig)" in (tmp_path / "summary.md").read_text()
+def test_preview_prints_each_gpu_pool_with_type_sharing_and_maximum(tmp_path_factory):
+    out, stdout = cli_render("prod", tmp_path_factory)  # shared with tests/test_preview.py
+    assert "  NodePool training: GPU a100-40gb, sharing none, max 32 GPUs" in stdout
+    assert "  NodePool inference: GPU l4, sharing time-slicing, max 8 GPUs" in stdout
+    assert "  NodePool inference-mig: GPU a100-80gb, sharing mig, max 8 GPUs" in stdout
+    assert "- NodePool `inference-mig`: 8 (a100-80gb, sharing: mig)" in (out / "summary.md").read_text()
 
 
 # ---- sharing: device plugin, MIG, overlays -----------------------------------------------------------------

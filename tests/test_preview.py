@@ -3,26 +3,20 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 import yaml
 
 from preview import engine
-from tests.conftest import PROJECT_DIR, SHIPPED_STACKS
+from tests.conftest import PROJECT_DIR, SHIPPED_STACKS, cli_render
 
 PLAN_KEYS = {"urn", "type", "name", "custom", "parent", "provider", "dependencies", "protect", "retainOnDelete",
              "inputs"}
 
 
-@pytest.fixture(scope="module", params=["dev", "prod"])
+@pytest.fixture(scope="module", params=SHIPPED_STACKS)
 def build(request, tmp_path_factory):
-    out = tmp_path_factory.mktemp(request.param)
-    result = subprocess.run([sys.executable, "-m", "preview", "render", request.param, "--out", str(out)],
-                            cwd=PROJECT_DIR, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    return request.param, out, result.stdout
+    return request.param, *cli_render(request.param, tmp_path_factory)
 
 
 def test_render_writes_plan_with_engine_shapes(build):

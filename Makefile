@@ -38,7 +38,7 @@ check: $(VENV)/.installed
 	$(PY) -m preview check $(STACK)
 
 test: $(VENV)/.installed $(CLIENTS)/.installed $(HELM)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 
 # A few thousand seeded mutations of the stack files: no traceback, invalid ones never rendered (docs/config-errors.md).
 FUZZ_CASES ?= 3000

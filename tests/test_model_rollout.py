@@ -96,12 +96,13 @@ def test_network_policies_allow_the_four_peers_and_nothing_else(rendered):
     cidrs = {r.peer.cidr for r in egress if r.peer.cidr}
     assert cidrs and all(r.port == Port("TCP", 443) for r in egress if r.peer.cidr)
     pod_peers = {(str(r.peer), str(r.port)) for r in egress if r.peer.cidr is None}
-    assert pod_peers == {
+    dns = {(s, p) for s, p in pod_peers if "k8s-app=kube-dns" in s}
+    assert {p for _, p in dns} == {"UDP/53", "TCP/53"}
+    assert pod_peers - dns == {
         (str(Peer.pods_in(ns, MLFLOW.pod_labels)), f"TCP/{MLFLOW.port}"),
         (str(Peer(namespaces=netpol.Selector.namespace(PROMETHEUS_API.namespace),
                   pods=netpol.Selector.of(PROMETHEUS_API.pod_labels))), f"TCP/{PROMETHEUS_API.port}"),
-        *{(s, p) for s, p in pod_peers if "kube-dns" in s},
-    } and any("kube-dns" in s for s, _ in pod_peers)
+    }
     ingress = netpol.allowed(policies, ns, service, INGRESS)
     assert {str(r.port) for r in ingress} == {f"TCP/{model_rollout.PORT}"}
     assert Reach(Peer.pods_in(ns, model_rollout.SERVICE_LABELS), Port("TCP", model_rollout.PORT)) in \

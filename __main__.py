@@ -2,18 +2,22 @@
 
 import pulumi
 
+from components import labels
+from components.autoscaler import ClusterAutoscaler, ClusterAutoscalerArgs, ScaledNodeGroup, node_group_resources
 from components.cluster import Cluster, ClusterArgs
-from components.config import (gpu_pools, load_config, notebook_profiles, team_gpu_quota, team_notebook_group,
+from components.config import (gpu_pools, load_config, notebook_profiles, team_notebook_group,
                                training_pool)
 from components.datasets import Datasets, DatasetsArgs
 from components.endpoints import (JUPYTERHUB_API, MLFLOW, NOTEBOOK_INGRESS, NOTEBOOK_SPAWNER, PRIORITY_CLASSES,
                                   PROMETHEUS, SERVING_INGRESS)
 from components.gpu_operator import GpuOperator, GpuOperatorArgs
 from components.karpenter import Karpenter, KarpenterArgs
+from components.kueue import Kueue, KueueArgs
 from components.mlflow import Mlflow, MlflowArgs
 from components.network import Network, NetworkArgs
 from components.notebooks import Notebooks, NotebooksArgs
 from components.observability import Observability, ObservabilityArgs
+from components.planning.capacity import namespace_gpu_quota, node_group_labels, team_queues, training_flavors
 from components.serving import Serving, ServingArgs
 from components.supply_chain import SupplyChain, SupplyChainArgs
 from components.tenancy import Team, TeamArgs, Tenancy, TenancyArgs
@@ -36,6 +40,15 @@ observability = Observability("observability", ObservabilityArgs(
     config=config.observability, access=cluster.access, is_prod=config.is_prod, teams=config.teams,
     gpu_pools=gpu_pools(config), gpu_idle_percent=config.gpu.alerts.idle_utilization_percent, scraper=PROMETHEUS,
 )) if config.observability.enabled else None
+
+# The managed GPU node groups scale (from zero) with the cluster-autoscaler; Karpenter never touches their nodes.
+autoscaler = ClusterAutoscaler("cluster-autoscaler", ClusterAutoscalerArgs(
+    access=cluster.access, kubernetes_version=config.cluster.kubernetes_version,
+    node_groups=[ScaledNodeGroup(
+        name=g.name, autoscaling_group=cluster.gpu_autoscaling_groups[g.name], node_labels=node_group_labels(g),
+        taints=(dict(labels.GPU_TAINT),), resources=node_group_resources(list(g.instance_types), efa=config.gpu.efa))
+        for g in config.cluster.gpu_node_groups],
+)) if config.cluster.gpu_node_groups and config.cluster.autoscaler.enabled else None
 
 karpenter = Karpenter("karpenter", KarpenterArgs(access=cluster.access, config=config.karpenter, gpu=config.gpu))
 gpu_operator = GpuOperator("gpu-operator", GpuOperatorArgs(
@@ -61,7 +74,7 @@ teams = {t.name: Team(f"team-{t.name}", TeamArgs(
     config=t, access=cluster.access, mlflow=MLFLOW, serving_ingress=SERVING_INGRESS, jupyterhub_api=JUPYTERHUB_API,
     notebook_ingress=NOTEBOOK_INGRESS, s3_cidrs=tenancy.s3_cidrs, sts_cidrs=network.sts_endpoint_cidrs,
     datasets=datasets.access_for(t.name), dvc=datasets.dvc_remote,
-    gpu_quota=team_gpu_quota(config, t), metrics_scraper=PROMETHEUS if config.observability.enabled else None,
+    gpu_quota=namespace_gpu_quota(config, t), metrics_scraper=PROMETHEUS if config.observability.enabled else None,
 )).access for t in config.teams}
 
 # JupyterHub spawning into the team namespaces; the training operator and each team's job defaults.
@@ -75,6 +88,13 @@ training = Training("training", TrainingArgs(
     config=config.training, access=cluster.access, pool=training_pool(config), team_access=list(teams.values()),
     priority_class=PRIORITY_CLASSES.training,
 )) if config.training.enabled else None
+
+# Kueue: training jobs admitted whole against per-team GPU quotas, idle GPUs shared in one cohort.
+kueue = Kueue("kueue", KueueArgs(
+    access=cluster.access, flavors=training_flavors(config), queues=team_queues(config),
+    team_namespaces={name: access.namespace_resource for name, access in teams.items()},
+    replicas=2 if config.is_prod else 1,
+)) if config.training.enabled and training_flavors(config) else None
 
 serving = Serving("serving", ServingArgs(
     access=cluster.access, is_prod=config.is_prod, teams=config.teams, team_access=list(teams.values()),

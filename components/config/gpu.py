@@ -114,6 +114,9 @@ class GpuConfig(Model):
     ]
     mig_strategy: Literal["single", "mixed"] = "mixed"   # single: every MIG pool uses one profile per GPU
     alerts: GpuAlertsConfig = GpuAlertsConfig()
+    efa: bool = Field(True, description="EFA (Elastic Fabric Adapter) on GPU pools whose every instance type supports "
+                                        "it (components/data/gpus.yaml `efa`): the EFA device plugin, the node security "
+                                        "group's self-referencing rules and `vpc.amazonaws.com/efa` in job templates.")
 
 
 

@@ -39,6 +39,7 @@ cluster = Cluster("cluster", ClusterArgs(
 observability = Observability("observability", ObservabilityArgs(
     config=config.observability, access=cluster.access, is_prod=config.is_prod, teams=config.teams,
     gpu_pools=gpu_pools(config), gpu_idle_percent=config.gpu.alerts.idle_utilization_percent, scraper=PROMETHEUS,
+    team_quota_gpus={t.name: namespace_gpu_quota(config, t)[labels.GPU_RESOURCE] for t in config.teams},
 )) if config.observability.enabled else None
 
 # The managed GPU node groups scale (from zero) with the cluster-autoscaler; Karpenter never touches their nodes.

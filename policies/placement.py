@@ -138,7 +138,7 @@ def plan_workloads(resources: list[tuple[str, dict]]) -> list[tuple[placement.Wo
             except yaml.YAMLError:
                 continue
             found.append((placement.pod_workload(f"ConfigMap {ns}/{name} (training job defaults)",
-                                                 as_dict(as_dict(template).get("spec"))), ns, {}))
+                                                 as_dict(as_dict(template).get("spec"))), ns, {"template": True}))
     return found
 
 
@@ -182,6 +182,8 @@ def stranded_problems(resources: list[tuple[str, dict]]) -> list[str]:
         reasons = placement.placement_problems(workload, pools)
         if reasons and pools:
             problems.append(f"{workload.name} would never be scheduled: {'; '.join(reasons)}.")
+        if job.get("template"):
+            continue            # a template for jobs: it must fit a pool; quotas judge the jobs made from it
         if job:
             total = jobs.setdefault(job["job"], (ns, job, {}))[2]
             for r, n in workload.requests.items():

@@ -21,6 +21,7 @@ from components.autoscaler import (CHART_VERSION, ENABLED_TAG, IMAGE_TAGS, SCOPE
 from components.config import parse_config
 from components.planning import capacity
 from policies.placement import stranded_problems
+from preview import engine
 from tests import schemas, upstream
 from tests.conftest import Rendered, config_problems, run_config
 
@@ -34,13 +35,14 @@ def prod_like(**changes) -> dict:
         P + "environment": "prod",
         P + "protectData": True,
         P + "network": {"vpcCidr": "10.40.0.0/16", "azCount": 3, "natGateways": "perAz"},
-        P + "cluster": {"gpuNodeGroups": [{"name": "a10g", "instanceTypes": ["g5.xlarge", "g5.2xlarge"],
+        P + "cluster": {"publicAccessCidrs": ["203.0.113.0/24"], "gpuNodeGroups": [{"name": "a10g", "instanceTypes": ["g5.xlarge", "g5.2xlarge"],
                                            "minSize": 0, "desiredSize": 0, "maxSize": 4}]},
         P + "teams": [{"name": "fraud", "gpuQuota": 8, "notebookProfiles": ["cpu", "a10g"]},
                       {"name": "forecasting", "gpuQuota": 4}],
         P + "gpu": {"nodePools": [{"name": "training", "instanceTypes": ["p4d.24xlarge"], "capacityTypes": ["spot"],
                                    "gpuLimit": 16}]},
-        P + "notebooks": {"auth": {"type": "oidc", "clientId": "hub", "clientSecret": "offline",
+        P + "notebooks": {"auth": {"type": "oidc", "clientId": "hub",
+                                   "clientSecret": engine.OFFLINE_SECRET,   # a decrypted `secure:` value
                                    "callbackUrl": "https://hub.example.com/hub/oauth_callback",
                                    "authorizeUrl": "https://login.example.com/authorize",
                                    "tokenUrl": "https://login.example.com/token",

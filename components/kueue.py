@@ -248,6 +248,7 @@ def admission_binding_spec() -> dict[str, Any]:
                 {"key": labels.TEAM, "operator": "Exists"}]}}}
 
 
-def borrowing_limit(own: int, others: int, percent: int = 100) -> int:
-    """GPUs a team may borrow: at most `percent` of its own quota, and never more than the rest of the cohort has."""
-    return max(0, min(others, own * percent // 100))
+def borrowing_limit(own: int, room: int, percent: int = 100) -> int:
+    """GPUs a team may borrow: at most `percent` of its own quota, and never more than `room` (what the GPU pools
+    supply beyond its own quota)."""
+    return max(0, min(room, own * percent // 100))

@@ -209,9 +209,10 @@ def job(name: str, namespace: str, workers: int, gpus: int = 1, pool: str = "tra
 def test_a_job_larger_than_its_teams_quota_is_reported_by_name(rendered):
     resources = plan(rendered)
     assert stranded_problems([*resources, job("fits", "fraud", workers=7)]) == []
-    problems = stranded_problems([*resources, job("too-big", "fraud", workers=12)])   # 13 GPUs; team: 8 + borrowing 4
+    # 17 GPUs; the team's queue holds 8 + borrowing 8 (100% of its quota; the pools supply 20)
+    problems = stranded_problems([*resources, job("too-big", "fraud", workers=16)])
     assert problems and all(p.startswith("PyTorchJob fraud/too-big") for p in problems)
-    assert any("would never be admitted whole" in p and "13 nvidia.com/gpu" in p for p in problems)
+    assert any("would never be admitted whole" in p and "17 nvidia.com/gpu" in p for p in problems)
     # ... and a job naming a queue its namespace does not have.
     (wrong,) = stranded_problems([*resources, job("lost", "fraud", workers=1, queue="gpu")])
     assert "names the queue 'gpu', which is no LocalQueue in namespace 'fraud'" in wrong

@@ -25,7 +25,7 @@ class TrainingConfig(Model):
         "when spot capacity is short; never used unless a job names it (a second Kueue flavor of the team queue)."))
     borrowing_limit_percent: Annotated[int, Field(ge=0, le=1000, description=(
         "How many GPUs a team's Kueue queue may borrow from idle quota of the other teams, in percent of its own "
-        "gpuQuota (also capped by the other teams' quotas, the GPU supply and the team's monthly GPU budget)."))] = 100
+        "gpuQuota (also capped by the GPU supply and the team's monthly GPU budget)."))] = 100
     controller_replicas: Annotated[int, Field(ge=1, le=3)] = 1
     # Images the operator injects into team pods (they must pass the team namespaces' image admission policy).
     init_container_image: PinnedImage = "public.ecr.aws/docker/library/alpine:3.22"

@@ -77,13 +77,15 @@ def training_flavors(cfg: Any) -> list[Flavor]:
 
 
 def team_queues(cfg: Any) -> list[TeamQueue]:
-    """Per team: nominal GPUs = `gpuQuota`, borrowing up to the stack's `kueue.borrowingLimitPercent` of it
-    (default 100), never more than the other teams' quotas together nor beyond what the GPU pools supply."""
+    """Per team: nominal GPUs = `gpuQuota`, borrowing up to `training.borrowingLimitPercent` of it (default 100),
+    never beyond what the GPU pools supply nor what the team's GPU budget pays for."""
+    # Kueue itself never lends more than the other queues leave unused, so the limit need not depend on the other
+    # teams: adding a team changes no other team's queue or namespace quota.
     percent = cfg.training.borrowing_limit_percent
-    total, capacity = sum(t.gpu_quota for t in cfg.teams), gpu_supply.gpu_capacity(cfg)
+    capacity = gpu_supply.gpu_capacity(cfg)
     queues = []
     for t in cfg.teams:
-        borrow = min(borrowing_limit(t.gpu_quota, total - t.gpu_quota, percent), max(0, capacity - t.gpu_quota))
+        borrow = borrowing_limit(t.gpu_quota, max(0, capacity - t.gpu_quota), percent)
         ceiling = budget_gpu_ceiling(cfg, t.monthly_gpu_budget_usd)
         if ceiling is not None:
             borrow = min(borrow, max(0, ceiling - t.gpu_quota))

@@ -1,4 +1,6 @@
 # The two commands: `make preview` (offline render + policy check of STACK) and `make test`.
+# `make docs` regenerates docs/config-reference.md, docs/versions.md, docs/policies.md and schema/stack.schema.json
+# (tests fail when they are stale).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -7,7 +9,7 @@ REQUIREMENTS := requirements.txt requirements-dev.txt policies/requirements.txt 
 CLIENTS := .venv-clients
 HELM := .cache/tools/helm
 
-.PHONY: preview check test bench prices clean clients helm fuzz-config
+.PHONY: preview check test bench prices docs clean clients helm fuzz-config
 
 $(VENV)/.installed: $(REQUIREMENTS)
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +53,10 @@ bench: $(VENV)/.installed
 # recorded ones laid out as dir/<offer>/<region>/index.csv). See docs/cost.md.
 prices: $(VENV)/.installed
 	$(PY) -m preview.prices $(if $(OFFERS),--offers $(OFFERS))
+
+docs: $(VENV)/.installed
+	$(PY) -m components.config.docs
+	$(PY) -m policies.docs > docs/policies.md
 
 clean:
 	rm -rf build $(VENV) $(CLIENTS) .cache/tools

@@ -5,8 +5,7 @@ import pulumi
 from components import labels
 from components.autoscaler import ClusterAutoscaler, ClusterAutoscalerArgs, ScaledNodeGroup, node_group_resources
 from components.cluster import Cluster, ClusterArgs
-from components.config import (gpu_pools, load_config, notebook_profiles, team_notebook_group,
-                               training_pool)
+from components.config import load_config
 from components.datasets import Datasets, DatasetsArgs
 from components.endpoints import (JUPYTERHUB_API, MLFLOW, NOTEBOOK_INGRESS, NOTEBOOK_SPAWNER, PRIORITY_CLASSES,
                                   PROMETHEUS, SERVING_INGRESS)
@@ -17,6 +16,8 @@ from components.mlflow import Mlflow, MlflowArgs
 from components.network import Network, NetworkArgs
 from components.notebooks import Notebooks, NotebooksArgs
 from components.observability import Observability, ObservabilityArgs
+from components.planning.gpu_supply import gpu_pools, training_pool
+from components.planning.notebook_profiles import notebook_profiles, team_notebook_group
 from components.planning.capacity import namespace_gpu_quota, node_group_labels, team_queues, training_flavors
 from components.serving import Serving, ServingArgs
 from components.supply_chain import SupplyChain, SupplyChainArgs

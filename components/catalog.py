@@ -263,7 +263,7 @@ def serving_frameworks() -> dict[str, ServingFramework]:
 
 # ---------------------------------------------------------------------------------------------------
 # Prices (components/data/prices.yaml): one source of prices. The cost command (preview/cost.py) and the cost
-# dashboards and GPU price recording rules (components/observability.py) both price with these functions.
+# dashboards and GPU price recording rules (components/observability/) both price with these functions.
 
 PRICES_FILE = DATA_DIR / "prices.yaml"
 
@@ -330,3 +330,22 @@ def kubernetes_versions() -> dict[str, KubernetesVersion]:
     data = yaml.safe_load((DATA_DIR / "kubernetes-versions.yaml").read_text())
     return {v: KubernetesVersion(v, d["released"], d["endOfStandardSupport"], d["endOfExtendedSupport"])
             for v, d in data.items()}
+
+
+VERSIONS_FILE = DATA_DIR / "versions.yaml"
+
+
+@functools.cache
+def versions() -> dict:
+    """Every pinned version (charts, manifests, images, node images, Kubernetes): components/data/versions.yaml."""
+    return yaml.safe_load(VERSIONS_FILE.read_text())
+
+
+def chart(name: str) -> dict[str, str]:
+    """A pinned Helm chart: `chart`, `version` and, for HTTP repositories, `repo`."""
+    return dict(versions()["charts"][name])
+
+
+def image(name: str) -> str:
+    """A pinned container image reference."""
+    return versions()["images"][name]

@@ -87,7 +87,7 @@ class MetricsScraper:
     inference_ports: tuple[int, ...]
 
 
-# The platform's Prometheus (components/observability.py, kube-prometheus-stack in `monitoring`; the Prometheus
+# The platform's Prometheus (components/observability/, kube-prometheus-stack in `monitoring`; the Prometheus
 # operator labels its pods with these two). In a team namespace it scrapes only the queue-proxy sidecar of
 # InferenceService pods, on Knative's user-metrics port (`http-usermetric`, 9091).
 PROMETHEUS = MetricsScraper(

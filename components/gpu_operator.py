@@ -7,7 +7,7 @@ the operator's driver and toolkit are only enabled at all when some pool runs an
 Each GPU NodePool selects its device-plugin config by the node label `nvidia.com/device-plugin.config` (a key
 of one ConfigMap: whole GPUs, time-slicing with the pool's replicas, or MIG) and, for MIG, its mig-parted
 layout by `nvidia.com/mig.config`. Formats: NVIDIA k8s-device-plugin v0.20.0 config `version: v1`, and
-mig-parted v0.15.0 config `version: v1` (the versions gpu-operator v26.7.0 deploys).
+mig-parted v0.15.0 config `version: v1` (the versions the pinned gpu-operator, components/data/versions.yaml, deploys).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from components.config import GpuConfig, GpuNodePoolConfig
 from components.endpoints import ClusterAccess
 from components.observability.rules import gpu_waste_alert_rules
 
-GPU_OPERATOR_VERSION = "v26.7.0"
-GPU_OPERATOR_REPO = "https://helm.ngc.nvidia.com/nvidia"
+GPU_OPERATOR_VERSION = catalog.chart("gpu-operator")["version"]        # components/data/versions.yaml
+GPU_OPERATOR_REPO = catalog.chart("gpu-operator")["repo"]
 NAMESPACE = "gpu-operator"
 DEVICE_PLUGIN_CONFIGMAP = "mlops-device-plugin-config"
 MIG_PARTED_CONFIGMAP = "mlops-mig-parted-config"

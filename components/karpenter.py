@@ -20,15 +20,15 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from components import labels
+from components import catalog, labels
 from components.config import CpuNodePoolConfig, GpuConfig, GpuNodePoolConfig, KarpenterConfig, NodePoolConfig
 from components.endpoints import ClusterAccess
 from components.gpu_operator import gpu_node_labels
 from components.iam import irsa_role, service_trust_policy
 
-# Chart and controller image are one version (the chart pins the image by digest).
-KARPENTER_VERSION = "1.14.1"
-KARPENTER_CHART = "oci://public.ecr.aws/karpenter/karpenter"
+# Chart and controller image are one version (the chart pins the image by digest): components/data/versions.yaml.
+KARPENTER_VERSION = catalog.chart("karpenter")["version"]
+KARPENTER_CHART = catalog.chart("karpenter")["chart"]
 NAMESPACE = "kube-system"
 SERVICE_ACCOUNT = "karpenter"
 MANAGED_POLICY = "arn:aws:iam::aws:policy/"

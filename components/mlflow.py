@@ -21,16 +21,15 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from components import labels
+from components import catalog, labels
 from components.config import MlflowConfig
 from components.endpoints import MLFLOW, ClusterAccess, ServiceEndpoint
 from components.iam import irsa_role
 
-# Pinned versions, in one place. The `-full` image carries the PostgreSQL drivers and boto3 (MLflow >= 3.9).
-MLFLOW_IMAGE = "ghcr.io/mlflow/mlflow:v3.9.0-full"
-# RDS: the major version is pinned; AWS applies minor (security) releases in the maintenance window, which the
-# provider does not show as drift when only the major version is given.
-POSTGRES_MAJOR_VERSION = "16"
+# Pinned in components/data/versions.yaml. RDS: only the major version is pinned; AWS applies minor (security)
+# releases in the maintenance window, which the provider does not show as drift when only the major is given.
+MLFLOW_IMAGE = catalog.image("mlflow")
+POSTGRES_MAJOR_VERSION = catalog.versions()["components"]["postgres-major"]
 
 SERVICE_NAME = "mlflow"               # the Service clients reach: http://mlflow.<namespace>.svc.cluster.local
 SERVICE_ACCOUNT = "mlflow"

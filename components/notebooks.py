@@ -31,8 +31,8 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import labels
-from components.config import NotebookProfile, NotebooksConfig, TeamConfig, duration_seconds
+from components import catalog, labels
+from components.config import NotebooksConfig, TeamConfig, duration_seconds
 from components.endpoints import (
     JUPYTERHUB_API,
     NOTEBOOK_INGRESS,
@@ -43,12 +43,13 @@ from components.endpoints import (
     ServiceEndpoint,
     TeamAccess,
 )
+from components.planning.notebook_profiles import NotebookProfile
 
-# ---- pinned versions, in one place
-JUPYTERHUB_CHART = {"chart": "jupyterhub", "repo": "https://hub.jupyter.org/helm-chart/", "version": "4.4.0"}
-# Jupyter Docker Stacks images of one date, so CPU and GPU notebooks share a Jupyter base.
-CPU_IMAGE = {"name": "quay.io/jupyter/scipy-notebook", "tag": "2026-08-03"}
-GPU_IMAGE = {"name": "quay.io/jupyter/pytorch-notebook", "tag": "cuda12-2026-08-03"}
+# ---- pinned versions: components/data/versions.yaml (Jupyter Docker Stacks images of one date, so CPU and GPU
+# notebooks share a Jupyter base)
+JUPYTERHUB_CHART = catalog.chart("jupyterhub")
+CPU_IMAGE = dict(zip(("name", "tag"), catalog.image("notebook-cpu").rsplit(":", 1)))
+GPU_IMAGE = dict(zip(("name", "tag"), catalog.image("notebook-gpu").rsplit(":", 1)))
 
 NAMESPACE = "jupyterhub"
 RELEASE = "jupyterhub"

@@ -12,11 +12,11 @@ Installed, all pinned (module constants below):
   ConfigFile). Not through the Knative operator: the operator places Kourier's gateway in the KnativeServing's
   own namespace, while `endpoints.SERVING_INGRESS` (which the team NetworkPolicies trust) names the gateway in
   `kourier-system`, where the net-kourier release puts it. Knative's settings are ConfigMap patches;
-- KServe v0.20.0 (Helm, OCI): `kserve-crd`, `kserve-resources` (the controller) and `kserve-runtime-configs`
+- KServe (Helm, OCI; version in components/data/versions.yaml): `kserve-crd`, `kserve-resources` (the controller) and `kserve-runtime-configs`
   (the ClusterServingRuntimes the InferenceServices name).
 
 Per model of a team (`teams[].models[]`), in the team namespace, with the team's `serving` service account:
-an InferenceService sized by `ModelDeploymentConfig.sizing` (README, "Model serving: the sizing rule").
+an InferenceService sized by `ModelDeploymentConfig.sizing` (docs/serving-and-tracking.md, "the sizing rule").
 """
 
 from __future__ import annotations
@@ -32,14 +32,13 @@ from components import catalog, labels
 from components.config import ModelDeploymentConfig, TeamConfig
 from components.endpoints import PRIORITY_CLASSES, SERVING_INGRESS, ClusterAccess, PodSource, TeamAccess
 
-# ---- pinned versions, in one place
-CERT_MANAGER = {"chart": "cert-manager", "repo": "https://charts.jetstack.io", "version": "v1.17.2"}
-METRICS_SERVER = {"chart": "metrics-server", "repo": "https://kubernetes-sigs.github.io/metrics-server/",
-                  "version": "3.12.2"}
-KNATIVE_SERVING_VERSION = "knative-v1.21.1"     # what KServe v0.20 is tested with (kserve-deps.env: 1.21.1)
-KNATIVE_KOURIER_VERSION = "knative-v1.21.0"     # net-kourier releases per Knative minor
-KSERVE_VERSION = "v0.20.0"                      # matches the InferenceService/ServingRuntime schemas we validate
-KSERVE_CHARTS = "oci://ghcr.io/kserve/charts"
+# ---- pinned versions: components/data/versions.yaml
+CERT_MANAGER = catalog.chart("cert-manager")
+METRICS_SERVER = catalog.chart("metrics-server")
+KNATIVE_SERVING_VERSION = catalog.versions()["manifests"]["knative-serving"]
+KNATIVE_KOURIER_VERSION = catalog.versions()["manifests"]["net-kourier"]
+KSERVE_VERSION = catalog.chart("kserve")["version"]
+KSERVE_CHARTS = catalog.chart("kserve")["charts"]
 
 KNATIVE_RELEASES = "https://github.com/knative/serving/releases/download"
 KOURIER_RELEASES = "https://github.com/knative-extensions/net-kourier/releases/download"

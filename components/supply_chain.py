@@ -12,14 +12,13 @@
   `mlops.platform/team`: images only from the team ECR repositories or `supplyChain.allowedRegistries` (plus the
   team's `imageRegistries`), never `:latest` or untagged, and GPU requests only with the GPU toleration.
 
-The image rules are pure functions below so the policy pack (policies/images.py) applies the same rules to what
-the program declares.
+The image rules are pure functions in components/images.py, so the stack config, this admission policy and the
+policy pack (policies/images.py) apply the same rules.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +30,8 @@ import pulumi_kubernetes as k8s
 from components import labels
 from components.config import SupplyChainConfig, TeamConfig
 from components.endpoints import ClusterAccess
+from components.images import (DIGEST_MARKER, TAG_PATTERN, expand, pin_problem,  # noqa: F401 (re-exported)
+                               registry_allowed, spellings)
 
 GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"
 TEAM_IMAGE_WORKFLOW = ".github/workflows/team-image.yml"
@@ -43,27 +44,10 @@ ECR_READ_ACTIONS = ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr
                     "ecr:DescribeImages", "ecr:GetDownloadUrlForLayer"]
 
 # ---------------------------------------------------------------------------------------------------
-# Image rules (pure; the admission policy's CEL and the policy pack implement the same ones)
+# Image rules: components/images.py (one implementation for config, admission CEL and policy pack)
 
-DIGEST_MARKER = "@sha256:"
-# A tag at the end of the reference: ':' then the OCI tag grammar, with no '/' after it (so a registry port such
-# as 'host:5000/img' is not a tag).
-TAG_PATTERN = r":[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
 GPU_RESOURCES = (labels.GPU_RESOURCE, f"{labels.GPU_RESOURCE}.shared")
 MIG_RESOURCE_PREFIX = "nvidia.com/mig-"
-
-
-def pin_problem(image: str) -> str | None:
-    """Why an image reference is not pinned to a version, or None when it is (a non-latest tag or a digest)."""
-    if image.endswith(":latest"):
-        return "uses the mutable tag 'latest'"
-    if DIGEST_MARKER in image or re.search(TAG_PATTERN, image):
-        return None
-    return "has no tag or digest (the runtime would pull 'latest')"
-
-
-def registry_allowed(image: str, prefixes: Iterable[str]) -> bool:
-    return any(image.startswith(p) for p in prefixes)
 
 
 def platform_prefix(registry: str, cluster_name: str) -> str:
@@ -71,24 +55,9 @@ def platform_prefix(registry: str, cluster_name: str) -> str:
     return f"{registry}/{cluster_name}/"
 
 
-DOCKER_HUB = "docker.io/"
-
-
-def spellings(prefix: str) -> list[str]:
-    """A prefix as image references may spell it: Docker Hub's `docker.io/org/` is also `index.docker.io/org/` and
-    the short `org/` (the node's containerd resolves unqualified names to Docker Hub)."""
-    if prefix.startswith(DOCKER_HUB):
-        rest = prefix[len(DOCKER_HUB):]
-        return [prefix, f"index.{DOCKER_HUB}{rest}", rest]
-    return [prefix]
-
-
 def allowlist(registry: str, cluster_name: str, cfg: SupplyChainConfig,
               teams: Sequence[TeamConfig]) -> dict[str, Any]:
     """What the admission policy allows: prefixes for every team namespace, and each team's extra prefixes."""
-    def expand(prefixes: Iterable[str]) -> list[str]:
-        return list(dict.fromkeys(s for p in prefixes for s in spellings(p)))
-
     return {"prefixes": expand([platform_prefix(registry, cluster_name), *cfg.allowed_registries]),
             "namespaces": {t.name: expand(t.image_registries) for t in teams if t.image_registries}}
 

@@ -2,12 +2,12 @@
 
 How it is installed (so a real `pulumi up` applies it and the offline preview shows it):
 - the three CRDs come from the release's own files at the pinned tag, as one `yaml/v2` ConfigGroup of their URLs
-  (kubeflow/trainer `v1.9.4`, `manifests/base/crds/kubeflow.org_<kind>s.yaml`): the provider fetches them at
+  (kubeflow/trainer at the pinned tag, `manifests/base/crds/kubeflow.org_<kind>s.yaml`): the provider fetches them at
   `pulumi up`; offline the ConfigGroup shows the URLs. They are large, which is why the provider's server-side apply
   (its default) is needed. The objects this program renders of these kinds are validated against the same files'
   schemas (shared schemas, tests);
 - the controller is declared here with typed resources, transcribed from the release's standalone overlay
-  (`manifests/overlays/standalone` at v1.9.4: namespace `kubeflow`, ServiceAccount, ClusterRole, Secret, Service,
+  (`manifests/overlays/standalone` at the pinned tag: namespace `kubeflow`, ServiceAccount, ClusterRole, Secret, Service,
   Deployment, ValidatingWebhookConfiguration), so every object is in the preview and checked by the policy pack.
   Differences from upstream: only the three job kinds are enabled (`--enable-scheme`), the images the operator puts
   into team pods are pinned and from allowed registries (`training.initContainerImage`,
@@ -31,14 +31,14 @@ import pulumi
 import pulumi_kubernetes as k8s
 import yaml
 
-from components import labels
+from components import catalog, labels
 from components.config import TrainingConfig
-from components.planning.gpu_supply import GpuPool
 from components.endpoints import PRIORITY_CLASSES, ClusterAccess, TeamAccess
+from components.planning.gpu_supply import GpuPool
 
-# ---- pinned versions, in one place
-TRAINING_OPERATOR_VERSION = "v1.9.4"
-OPERATOR_IMAGE = f"docker.io/kubeflow/training-operator:{TRAINING_OPERATOR_VERSION}"
+# ---- pinned versions: components/data/versions.yaml
+TRAINING_OPERATOR_VERSION = catalog.versions()["manifests"]["training-operator"]
+OPERATOR_IMAGE = catalog.image("training-operator")
 CRD_URL = "https://raw.githubusercontent.com/kubeflow/trainer/{version}/manifests/base/crds/kubeflow.org_{plural}.yaml"
 # scheme flag -> (kind, plural, webhook path or None). The v1.9 operator validates PyTorchJob and TFJob by webhook;
 # MPIJob v1 has no validating webhook.

@@ -30,7 +30,7 @@ from pulumi_policy import (
 
 from components import labels
 from components.config import DEFAULT_ALLOWED_REGISTRIES
-from components.supply_chain import pin_problem, registry_allowed
+from components.images import pin_problem, registry_allowed
 from policies.workloads import containers, pod_specs
 
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"

@@ -1,4 +1,4 @@
-"""`python -m preview render|check|cost|diff <stack>`: the offline preview (see README, "Offline preview")."""
+"""`python -m preview render|check|cost|diff <stack>`: the offline preview (see docs/preview.md)."""
 
 from __future__ import annotations
 
@@ -37,9 +37,8 @@ def _run(stack: str, config_file: str | None = None, project_dir: Path = engine.
 
 
 def _violations(run: engine.Run) -> list[policy_check.Violation]:
-    from policies import POLICIES
-
-    return policy_check.evaluate(POLICIES, run.resources, policy_check.load_overrides(engine.PROJECT_DIR, run.stack))
+    overrides = policy_check.load_overrides(engine.PROJECT_DIR, run.stack)
+    return policy_check.evaluate(policy_check.load_pack(), run.resources, overrides)
 
 
 def _print_violations(violations: list[policy_check.Violation]) -> int:
@@ -81,11 +80,9 @@ def _registrations(plan: dict) -> list[engine.Registration]:
 
 def cmd_check(args: argparse.Namespace) -> int:
     if args.plan:
-        from policies import POLICIES
-
         plan = json.loads(Path(args.plan).read_text())
         resources = _registrations(plan)
-        return _print_violations(policy_check.evaluate(POLICIES, resources,
+        return _print_violations(policy_check.evaluate(policy_check.load_pack(), resources,
                                                        policy_check.load_overrides(engine.PROJECT_DIR, args.stack)))
     return _print_violations(_violations(_run(args.stack, args.config, args.project_dir)))
 

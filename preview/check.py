@@ -4,10 +4,14 @@ Each policy gets the same arguments the CrossGuard analyzer would build from a `
 type, camelCase props, URN, name, options, and the policy's config: its schema defaults, overridden by the
 stack's policy config file `policies/config.<stack>.json` when present (the file CI passes to
 `pulumi preview --policy-pack-config`). An entry's `enforcementLevel` overrides the policy's own level.
+
+The pack is loaded by name, as `pulumi preview --policy-pack policies` loads it: the preview does not import the
+pack's code, and the pack does not import the preview (what both need lives in components/planning/).
 """
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import json
 from dataclasses import dataclass
@@ -105,6 +109,14 @@ def evaluate(policies: list, resources: list[Registration], overrides: dict[str,
             args = StackValidationArgs(_policy_resources([r for r in resources if r.custom]), config)
             _call(policy.validate, args, report)
     return violations
+
+
+POLICY_PACK = "policies"      # the directory `pulumi preview --policy-pack` takes, importable as a package
+
+
+def load_pack(name: str = POLICY_PACK) -> list:
+    """The pack's policy objects (`<pack>.POLICIES`), the same list its PulumiPolicy entry point serves."""
+    return list(importlib.import_module(name).POLICIES)
 
 
 def config_file(project_dir: Path, stack: str) -> Path:

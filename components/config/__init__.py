@@ -30,7 +30,7 @@ from components.config.notebooks import (NotebookAuthConfig, NotebookCullingConf
 from components.config.observability import ObservabilityAlertsConfig, ObservabilityConfig
 from components.config.platform import PlatformConfig
 from components.config.problems import Problem, known
-from components.config.supply_chain import DEFAULT_ALLOWED_REGISTRIES, SupplyChainConfig, image_allowed
+from components.config.supply_chain import DEFAULT_ALLOWED_REGISTRIES, SupplyChainConfig
 from components.config.teams import (CanaryConfig, ModelDeploymentConfig, PackageIndexConfig, PackageProxyConfig,
                                      TeamConfig)
 from components.config.training import TrainingConfig
@@ -67,5 +67,5 @@ __all__ = [
     "OPEN_INTERNET", "ObservabilityAlertsConfig", "ObservabilityConfig", "PROJECT", "PackageCidr",
     "PackageIndexConfig", "PackageProxyConfig", "PinnedImage", "PlatformConfig", "Port", "Problem", "RegistryPrefix",
     "S3Uri", "SharingConfig", "SharingMode", "SupplyChainConfig", "SystemNodesConfig", "TeamConfig", "TrainingConfig",
-    "duration_seconds", "image_allowed", "known", "load_config", "parse_config", *_PLANNING,
+    "duration_seconds", "known", "load_config", "parse_config", *_PLANNING,
 ]

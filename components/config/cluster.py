@@ -19,12 +19,15 @@ CONTROL_PLANE_LOG_TYPES = ("api", "audit", "authenticator", "controllerManager",
 
 
 class SystemNodesConfig(Model):
-    instance_types: Annotated[list[str], Field(min_length=1)] = ["m6i.large"]
-    capacity_type: CapacityType = "ON_DEMAND"
-    min_size: Annotated[int, Field(ge=1)] = 2
-    desired_size: Annotated[int, Field(ge=1)] = 2
-    max_size: Annotated[int, Field(ge=1)] = 4
-    disk_gib: Annotated[int, Field(ge=20)] = 50
+    instance_types: Annotated[list[str], Field(min_length=1)] = Field(["m6i.large"], description=(
+        "EC2 instance types of the system node group (the platform's controllers)."))
+    capacity_type: CapacityType = Field("ON_DEMAND", description=(
+        "ON_DEMAND or SPOT; prod requires ON_DEMAND so spot reclaims cannot evict the controllers."))
+    min_size: Annotated[int, Field(ge=1)] = Field(2, description="Fewest system nodes.")
+    desired_size: Annotated[int, Field(ge=1)] = Field(2, description=(
+        "System nodes at creation (minSize <= desiredSize <= maxSize)."))
+    max_size: Annotated[int, Field(ge=1)] = Field(4, description="Most system nodes.")
+    disk_gib: Annotated[int, Field(ge=20)] = Field(50, description="Root volume of each system node, in GiB.")
 
     @model_validator(mode="after")
     def _sizes_ordered(self) -> SystemNodesConfig:
@@ -36,13 +39,18 @@ class SystemNodesConfig(Model):
 class GpuNodeGroupConfig(Model):
     """An EKS managed node group of GPU instances: steady GPU capacity (Karpenter adds the elastic rest)."""
 
-    name: DnsLabel
-    instance_types: Annotated[list[GpuInstanceType], Field(min_length=1)]
-    capacity_type: CapacityType = "ON_DEMAND"
-    min_size: Annotated[int, Field(ge=0)] = 0
-    desired_size: Annotated[int, Field(ge=0)] = 0
-    max_size: Annotated[int, Field(ge=1)] = 2
-    disk_gib: Annotated[int, Field(ge=100)] = 200
+    name: DnsLabel = Field(description=(
+        "Node group name (the EKS node group is `gpu-<name>`); its nodes carry it as the node-pool label."))
+    instance_types: Annotated[list[GpuInstanceType], Field(min_length=1)] = Field(description=(
+        "GPU instance types of the catalog (components/data/gpus.yaml), all of one GPU type."))
+    capacity_type: CapacityType = Field("ON_DEMAND", description="ON_DEMAND or SPOT.")
+    min_size: Annotated[int, Field(ge=0)] = Field(0, description="Fewest nodes (0 lets the group sit empty).")
+    desired_size: Annotated[int, Field(ge=0)] = Field(0, description=(
+        "Nodes at creation (minSize <= desiredSize <= maxSize)."))
+    max_size: Annotated[int, Field(ge=1)] = Field(2, description=(
+        "Most nodes; times the GPUs per instance, this counts towards the GPU capacity teams' quotas must fit."))
+    disk_gib: Annotated[int, Field(ge=100)] = Field(200, description=(
+        "Root volume of each node, in GiB (CUDA images are large)."))
 
     @model_validator(mode="after")
     def _one_gpu_type(self) -> GpuNodeGroupConfig:
@@ -74,18 +82,27 @@ class AutoscalerConfig(Model):
 
 
 class ClusterConfig(Model):
-    name: DnsLabel | None = None
-    kubernetes_version: Annotated[str, Field(pattern=r"^1\.\d{2}$")] = "1.34"
-    admin_role_arns: list[IamRoleArn] = []
-    endpoint_public_access: bool = True
-    public_access_cidrs: list[Cidr] = ["0.0.0.0/0"]
-    log_types: list[Literal[CONTROL_PLANE_LOG_TYPES]] = list(CONTROL_PLANE_LOG_TYPES)  # type: ignore[valid-type]
-    log_retention_days: Literal[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1827, 3653] = 30
+    name: DnsLabel | None = Field(None, description="EKS cluster name; default `mlops-<stack>`.")
+    kubernetes_version: Annotated[str, Field(pattern=r"^1\.\d{2}$")] = Field(
+        catalog.versions()["kubernetes"], description="Kubernetes minor version of the control plane, for example '1.34'.")
+    admin_role_arns: list[IamRoleArn] = Field([], description=(
+        "IAM roles given cluster-admin through EKS access entries."))
+    endpoint_public_access: bool = Field(True, description=(
+        "Whether the API server endpoint is reachable from the internet (within publicAccessCidrs)."))
+    public_access_cidrs: list[Cidr] = Field(["0.0.0.0/0"], description=(
+        "CIDRs allowed to reach the public API server endpoint."))
+    log_types: list[Literal[CONTROL_PLANE_LOG_TYPES]] = Field(list(CONTROL_PLANE_LOG_TYPES), description=(  # type: ignore[valid-type]
+        "Control-plane log types sent to CloudWatch."))
+    log_retention_days: Literal[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1827, 3653] = Field(30, description=(
+        "Days CloudWatch keeps the control-plane logs (a value CloudWatch accepts)."))
     addon_versions: dict[Literal["vpc-cni", "coredns", "kube-proxy", "aws-ebs-csi-driver", "aws-fsx-csi-driver"],
-                          str] = {}
-    system_nodes: SystemNodesConfig = SystemNodesConfig()
-    gpu_node_groups: list[GpuNodeGroupConfig] = []
-    autoscaler: AutoscalerConfig = AutoscalerConfig()
+                          str] = Field({}, description=(
+        "EKS add-on versions by add-on name; unset: the version EKS recommends for kubernetesVersion."))
+    system_nodes: SystemNodesConfig = Field(SystemNodesConfig(), description=(
+        "The managed node group for the platform's controllers."))
+    gpu_node_groups: list[GpuNodeGroupConfig] = Field([], description=(
+        "Managed node groups of GPU instances: steady GPU capacity (Karpenter adds the elastic rest)."))
+    autoscaler: AutoscalerConfig = Field(AutoscalerConfig(), description="The cluster-autoscaler for the GPU node groups.")
 
     @model_validator(mode="after")
     def _unique_node_groups(self) -> ClusterConfig:

@@ -24,15 +24,22 @@ class DatasetConfig(Model):
     FSx's own rules (storage steps, throughput tiers, backups) come from components/data/fsx.yaml, with sources.
     """
 
-    name: DnsLabel
-    location: S3Uri                                           # s3://bucket/prefix the file system shows at its root
-    deployment_type: FsxDeploymentType = "SCRATCH_2"          # SCRATCH_2: cheap cache of S3; PERSISTENT_2: replicated
-    per_unit_storage_throughput: int | None = None            # MBps/TiB, PERSISTENT_2 only (default in fsx.yaml)
-    size_gib: Annotated[int, Field(alias="sizeGiB", gt=0)]   # file system capacity; must hold the data (LZ4-compressed)
-    teams: list[DnsLabel] = []                                # teams that may read it (or name it in teams[].datasets)
-    auto_import: bool = True                                  # new/changed/deleted S3 objects appear on the file system
-    subnet_index: Annotated[int, Field(ge=0)] = 0             # which private subnet (AZ): put it where the GPUs run
-    backup_retention_days: Annotated[int, Field(ge=0, le=90)] | None = None  # PERSISTENT_2; default 7 in prod, 0 in dev
+    name: DnsLabel = Field(description=(
+        "Dataset name; the PersistentVolumeClaim in each reading team's namespace is `dataset-<name>`."))
+    location: S3Uri = Field(description="s3://bucket/prefix the file system shows at its root.")
+    deployment_type: FsxDeploymentType = Field("SCRATCH_2", description=(
+        "SCRATCH_2: a cheap cache of S3; PERSISTENT_2: replicated, backed up."))
+    per_unit_storage_throughput: int | None = Field(None, description=(
+        "MBps per TiB, PERSISTENT_2 only; default in components/data/fsx.yaml."))
+    size_gib: Annotated[int, Field(alias="sizeGiB", gt=0)] = Field(description=(
+        "File system capacity in GiB, in the steps FSx allows; must hold the data (LZ4-compressed)."))
+    teams: list[DnsLabel] = Field([], description=(
+        "Teams that may read it (a team may also name it in teams[].datasets)."))
+    auto_import: bool = Field(True, description="New, changed and deleted S3 objects appear on the file system.")
+    subnet_index: Annotated[int, Field(ge=0)] = Field(0, description=(
+        "Which private subnet (AZ) the file system lives in: put it where the GPUs run."))
+    backup_retention_days: Annotated[int, Field(ge=0, le=90)] | None = Field(None, description=(
+        "Days of daily backups, PERSISTENT_2 only; default 7 in prod, 0 in dev."))
 
     @field_validator("per_unit_storage_throughput")
     @classmethod

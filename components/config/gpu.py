@@ -24,11 +24,15 @@ SharingMode = Literal["none", "time-slicing", "mig"]
 class SharingConfig(Model):
     """How a pool's GPUs are shared: whole GPUs, time-sliced replicas, or MIG instances."""
 
-    mode: SharingMode = "none"
-    replicas: Annotated[int, Field(ge=2)] | None = None       # time-slicing: pods per GPU (range per GPU type)
-    rename_by_default: bool = True                            # time-slicing: advertise nvidia.com/gpu.shared
-    fail_requests_greater_than_one: bool = True               # time-slicing: a pod gets one replica at most
-    mig_layout: dict[str, Annotated[int, Field(ge=1)]] = {}   # mig: profile -> instances on every GPU
+    mode: SharingMode = Field("none", description=(
+        "none (whole GPUs), time-slicing (replicas per GPU) or mig (MIG instances)."))
+    replicas: Annotated[int, Field(ge=2)] | None = Field(None, description=(
+        "time-slicing: pods per GPU (the range per GPU type is in components/data/time-slicing.yaml)."))
+    rename_by_default: bool = Field(True, description=(
+        "time-slicing: advertise replicas as nvidia.com/gpu.shared instead of nvidia.com/gpu."))
+    fail_requests_greater_than_one: bool = Field(True, description="time-slicing: a pod gets one replica at most.")
+    mig_layout: dict[str, Annotated[int, Field(ge=1)]] = Field({}, description=(
+        "mig: MIG profile -> instances on every GPU, for example {1g.10gb: 7}."))
 
 
 
@@ -41,14 +45,22 @@ GPU_POOL_BUDGETS = [
 class GpuNodePoolConfig(NodePoolConfig):
     """A Karpenter NodePool of one GPU type, tainted `nvidia.com/gpu`, scaling to zero."""
 
-    instance_types: Annotated[list[GpuInstanceType], Field(min_length=1)]
-    gpu_limit: Annotated[int, Field(ge=1)]                    # physical GPUs the pool may hold at once
-    cpu_limit: Annotated[int, Field(ge=1)] | None = None      # default: the vCPUs that come with gpuLimit GPUs
-    consolidation_policy: Literal["WhenEmpty", "WhenEmptyOrUnderutilized"] = "WhenEmpty"
-    consolidate_after: Duration = "30s"                       # an empty GPU node goes after 30 s
-    budgets: list[DisruptionBudgetConfig] = GPU_POOL_BUDGETS
-    disk_gib: Annotated[int, Field(alias="diskGiB", ge=100, le=16000)] = 200   # CUDA images are large
-    sharing: SharingConfig = SharingConfig()
+    instance_types: Annotated[list[GpuInstanceType], Field(min_length=1)] = Field(description=(
+        "GPU instance types of the catalog (components/data/gpus.yaml), all of one GPU type."))
+    gpu_limit: Annotated[int, Field(ge=1)] = Field(description=(
+        "Physical GPUs the pool may hold at once (counts towards the GPU capacity teams' quotas must fit)."))
+    cpu_limit: Annotated[int, Field(ge=1)] | None = Field(None, description=(
+        "vCPU limit of the pool; default: the vCPUs that come with gpuLimit GPUs."))
+    consolidation_policy: Literal["WhenEmpty", "WhenEmptyOrUnderutilized"] = Field("WhenEmpty", description=(
+        "When Karpenter consolidates GPU nodes: WhenEmpty (default) or WhenEmptyOrUnderutilized."))
+    consolidate_after: Duration = Field("30s", description=(
+        "How long an empty GPU node stays before it goes, for example '30s'."))
+    budgets: list[DisruptionBudgetConfig] = Field(GPU_POOL_BUDGETS, description=(
+        "Disruption budgets; default: empty GPU nodes go at once, one node at a time otherwise."))
+    disk_gib: Annotated[int, Field(alias="diskGiB", ge=100, le=16000)] = Field(200, description=(
+        "Root volume of each GPU node, in GiB (CUDA images are large)."))
+    sharing: SharingConfig = Field(SharingConfig(), description=(
+        "How the pool's GPUs are shared: whole, time-sliced or MIG."))
 
     @model_validator(mode="after")
     def _one_gpu_type(self) -> GpuNodePoolConfig:
@@ -97,27 +109,31 @@ class GpuNodePoolConfig(NodePoolConfig):
 class GpuAlertsConfig(Model):
     """Thresholds of the waste alerts on DCGM exporter metrics (PrometheusRules)."""
 
-    idle_utilization_percent: Annotated[int, Field(ge=1, le=100)] = 10   # a GPU held by a pod below this ...
-    idle_for: Duration = "30m"                                           # ... for this long is idle
-    memory_used_percent: Annotated[int, Field(ge=1, le=100)] = 25        # a pod never using more GPU memory ...
-    rightsizing_for: Duration = "6h"                                     # ... for this long fits a smaller GPU
+    idle_utilization_percent: Annotated[int, Field(ge=1, le=100)] = Field(10, description=(
+        "A GPU held by a pod and busy below this percentage ..."))
+    idle_for: Duration = Field("30m", description="... for this long is idle (alert GpuAllocatedButIdle).")
+    memory_used_percent: Annotated[int, Field(ge=1, le=100)] = Field(25, description=(
+        "A pod never using more of its GPU's memory than this percentage ..."))
+    rightsizing_for: Duration = Field("6h", description=(
+        "... for this long fits a smaller GPU (alert GpuMemoryRightsizing)."))
 
 
 class GpuConfig(Model):
     """GPU NodePools, GPU sharing and the GPU waste alerts."""
 
-    node_pools: list[GpuNodePoolConfig] = [
+    node_pools: list[GpuNodePoolConfig] = Field([
         GpuNodePoolConfig(name="training", instance_types=["g5.xlarge", "g5.2xlarge"], capacity_types=["spot"],
                           gpu_limit=4),
         GpuNodePoolConfig(name="inference", instance_types=["g6.xlarge", "g6.2xlarge"],
                           capacity_types=["on-demand"], gpu_limit=2),
-    ]
-    mig_strategy: Literal["single", "mixed"] = "mixed"   # single: every MIG pool uses one profile per GPU
-    alerts: GpuAlertsConfig = GpuAlertsConfig()
+    ], description=(
+        "Karpenter NodePools of GPU instances, one GPU type each, tainted nvidia.com/gpu, scaling to zero."))
+    mig_strategy: Literal["single", "mixed"] = Field("mixed", description=(
+        "The GPU operator's MIG strategy: mixed (resources per profile) or single (every MIG pool one profile per GPU)."))
+    alerts: GpuAlertsConfig = Field(GpuAlertsConfig(), description="Thresholds of the GPU waste alerts.")
     efa: bool = Field(True, description="EFA (Elastic Fabric Adapter) on GPU pools whose every instance type supports "
                                         "it (components/data/gpus.yaml `efa`): the EFA device plugin, the node security "
                                         "group's self-referencing rules and `vpc.amazonaws.com/efa` in job templates.")
-
 
 
 def problems(cfg: PlatformConfig) -> list[Problem]:
@@ -129,8 +145,9 @@ def problems(cfg: PlatformConfig) -> list[Problem]:
             [(f"karpenter.cpuNodePools[{i}]", p) for i, p in enumerate(cfg.karpenter.cpu_node_pools)]
     for path, pool in pools:
         if pool.name in seen:
-            errors.append(Problem(f"{path}.name", f"must be unique; {seen[pool.name]} already uses this name (NodePools, "
-                                  f"node groups and the {labels.NODE_POOL} label share one name space)", pool.name))
+            errors.append(Problem(f"{path}.name", f"must be unique; {seen[pool.name]} already uses this name "
+                                                  f"(NodePools, node groups and the {labels.NODE_POOL} label share "
+                                                  "one name space)", pool.name))
         seen.setdefault(pool.name, path)
     for i, pool in enumerate(cfg.gpu.node_pools):
         path, s = f"gpu.nodePools[{i}]", pool.sharing
@@ -141,11 +158,13 @@ def problems(cfg: PlatformConfig) -> list[Problem]:
         family = pool.ami.family_name if pool.ami else (
             "Bottlerocket" if cfg.karpenter.ami_alias.startswith("bottlerocket@") else "AL2023")
         if family == "Bottlerocket" and s.mode != "none":
-            errors.append(Problem(f"{path}.sharing.mode", "must be 'none' on Bottlerocket nodes: Bottlerocket runs its own "
-                                  "NVIDIA device plugin, which the GPU operator's sharing configs do not reach; use an "
-                                  "AL2023 AMI for shared GPUs", s.mode))
+            errors.append(Problem(f"{path}.sharing.mode", "must be 'none' on Bottlerocket nodes: Bottlerocket runs "
+                                                          "its own NVIDIA device plugin, which the GPU operator's "
+                                                          "sharing configs do not reach; use an AL2023 AMI for shared "
+                                                          "GPUs", s.mode))
         if s.mode != "time-slicing" and s.replicas is not None:
-            errors.append(Problem(f"{path}.sharing.replicas", f"only applies to mode 'time-slicing' (mode is '{s.mode}')",
+            errors.append(Problem(f"{path}.sharing.replicas", "only applies to mode 'time-slicing' (mode is "
+                                                              f"'{s.mode}')",
                                   s.replicas))
         if s.mode != "mig" and s.mig_layout:
             errors.append(Problem(f"{path}.sharing.migLayout", f"only applies to mode 'mig' (mode is '{s.mode}')", None))

@@ -16,11 +16,16 @@ if TYPE_CHECKING:
 class MlflowDatabaseConfig(Model):
     """The RDS PostgreSQL instance behind MLflow's tracking store and model registry."""
 
-    instance_class: Annotated[str, Field(pattern=r"^db\.[a-z0-9]+\.[a-z0-9]+$")] = "db.t4g.medium"
-    allocated_storage_gib: Annotated[int, Field(ge=20, le=65536)] = 20
-    max_allocated_storage_gib: Annotated[int, Field(ge=20, le=65536)] = 100   # storage autoscaling ceiling
-    multi_az: bool | None = None                                              # default: true in prod only
-    backup_retention_days: Annotated[int, Field(ge=1, le=35)] = 7
+    instance_class: Annotated[str, Field(pattern=r"^db\.[a-z0-9]+\.[a-z0-9]+$")] = Field("db.t4g.medium", description=(
+        "RDS instance class, for example 'db.t4g.medium'."))
+    allocated_storage_gib: Annotated[int, Field(ge=20, le=65536)] = Field(20, description=(
+        "Storage allocated at creation, in GiB."))
+    max_allocated_storage_gib: Annotated[int, Field(ge=20, le=65536)] = Field(100, description=(
+        "Storage autoscaling ceiling, in GiB (at least allocatedStorageGib)."))
+    multi_az: bool | None = Field(None, description=(
+        "A standby in a second AZ; default: true in prod only (prod refuses false)."))
+    backup_retention_days: Annotated[int, Field(ge=1, le=35)] = Field(7, description=(
+        "Days of automated backups (at least 7 in prod)."))
 
     @model_validator(mode="after")
     def _storage_ordered(self) -> MlflowDatabaseConfig:
@@ -30,8 +35,10 @@ class MlflowDatabaseConfig(Model):
 
 
 class MlflowConfig(Model):
-    replicas: Annotated[int, Field(ge=1, le=10)] | None = None               # default: 2 in prod, 1 in dev
-    database: MlflowDatabaseConfig = MlflowDatabaseConfig()
+    replicas: Annotated[int, Field(ge=1, le=10)] | None = Field(None, description=(
+        "Tracking server replicas; default 2 in prod, 1 in dev (prod requires at least 2)."))
+    database: MlflowDatabaseConfig = Field(MlflowDatabaseConfig(), description=(
+        "The RDS PostgreSQL instance behind the tracking store and model registry."))
 
 
 def problems(cfg: PlatformConfig) -> list[Problem]:

@@ -16,16 +16,22 @@ if TYPE_CHECKING:
 
 
 class ExistingNetworkConfig(Model):
-    vpc_id: Annotated[str, Field(pattern=r"^vpc-[0-9a-f]{8,17}$")]
-    private_subnet_ids: Annotated[list[Annotated[str, Field(pattern=r"^subnet-[0-9a-f]{8,17}$")]], Field(min_length=2)]
-    public_subnet_ids: list[Annotated[str, Field(pattern=r"^subnet-[0-9a-f]{8,17}$")]] = []
+    vpc_id: Annotated[str, Field(pattern=r"^vpc-[0-9a-f]{8,17}$")] = Field(description=(
+        "The VPC to use, for example 'vpc-0123456789abcdef0'."))
+    private_subnet_ids: Annotated[list[Annotated[str, Field(pattern=r"^subnet-[0-9a-f]{8,17}$")]], Field(min_length=2)] = Field(description=(
+        "Private subnets (at least two, in different AZs) for nodes and data stores."))
+    public_subnet_ids: list[Annotated[str, Field(pattern=r"^subnet-[0-9a-f]{8,17}$")]] = Field([], description=(
+        "Public subnets for internet-facing load balancers, if any."))
 
 
 class NetworkConfig(Model):
-    vpc_cidr: Cidr = "10.0.0.0/16"
-    az_count: Annotated[int, Field(ge=2, le=6)] = 2
-    nat_gateways: Literal["single", "perAz"] = "single"
-    existing: ExistingNetworkConfig | None = None
+    vpc_cidr: Cidr = Field("10.0.0.0/16", description="CIDR of the new VPC.")
+    az_count: Annotated[int, Field(ge=2, le=6)] = Field(2, description=(
+        "Availability zones to spread over (at least 3 in prod)."))
+    nat_gateways: Literal["single", "perAz"] = Field("single", description=(
+        "single NAT gateway, or perAz (required in prod, so one AZ outage does not cut the others off)."))
+    existing: ExistingNetworkConfig | None = Field(None, description=(
+        "Use an existing VPC (its id and subnets) instead of creating one."))
 
 
 # What AWS accepts for a VPC's primary CIDR: /16 to /28, from the private ranges (RFC 1918) or the shared address

@@ -20,10 +20,14 @@ KarpenterCapacityType = Literal["spot", "on-demand"]
 class DisruptionBudgetConfig(Model):
     """At most `nodes` (a count or a percentage) disrupted at once, for the given reasons (all when empty)."""
 
-    nodes: Annotated[str, Field(pattern=r"^((100|[0-9]{1,2})%|[0-9]+)$")]
-    reasons: list[Literal["Empty", "Underutilized", "Drifted"]] = []
-    schedule: str | None = None        # cron, e.g. "0 9 * * mon-fri"; with `duration`
-    duration: Annotated[str, Field(pattern=r"^((([0-9]+(h|m))|([0-9]+h[0-9]+m))(0s)?)$")] | None = None
+    nodes: Annotated[str, Field(pattern=r"^((100|[0-9]{1,2})%|[0-9]+)$")] = Field(description=(
+        "At most this many nodes disrupted at once: a count or a percentage, for example '10%'."))
+    reasons: list[Literal["Empty", "Underutilized", "Drifted"]] = Field([], description=(
+        "Disruption reasons the budget applies to (Empty, Underutilized, Drifted); all when empty."))
+    schedule: str | None = Field(None, description=(
+        "Cron schedule of the window the budget applies in, for example '0 9 * * mon-fri'; with duration."))
+    duration: Annotated[str, Field(pattern=r"^((([0-9]+(h|m))|([0-9]+h[0-9]+m))(0s)?)$")] | None = Field(None, description=(
+        "Length of the scheduled window, for example '8h'; with schedule."))
 
     @model_validator(mode="after")
     def _schedule_with_duration(self) -> DisruptionBudgetConfig:
@@ -35,10 +39,15 @@ class DisruptionBudgetConfig(Model):
 class AmiConfig(Model):
     """The image of a pool's nodes: an EKS-optimized alias (driver preinstalled), or your own AMI by id."""
 
-    alias: AmiAlias | None = None
-    id: Annotated[str, Field(pattern=r"^ami-[0-9a-f]{8,17}$")] | None = None
-    family: Literal["AL2023", "Bottlerocket"] | None = None   # with `id`: how Karpenter writes the user data
-    nvidia_driver: Literal["preinstalled", "operator"] = "preinstalled"
+    alias: AmiAlias | None = Field(None, description=(
+        "EKS-optimized AMI alias pinned to a release, for example 'al2023@v20260512' (never latest)."))
+    id: Annotated[str, Field(pattern=r"^ami-[0-9a-f]{8,17}$")] | None = Field(None, description=(
+        "Your own AMI by id, for example 'ami-0123456789abcdef0'; set family with it."))
+    family: Literal["AL2023", "Bottlerocket"] | None = Field(None, description=(
+        "With id: how Karpenter writes the user data (AL2023 or Bottlerocket)."))
+    nvidia_driver: Literal["preinstalled", "operator"] = Field("preinstalled", description=(
+        "preinstalled (EKS-optimized AMIs) or operator (the GPU operator installs driver and toolkit; own AL2023 AMIs "
+        "only)."))
 
     @model_validator(mode="after")
     def _one_source(self) -> AmiConfig:
@@ -64,17 +73,24 @@ class AmiConfig(Model):
 class NodePoolConfig(Model):
     """What GPU and CPU NodePools share: capacity types, disruption, expiry, node image and disk."""
 
-    name: DnsLabel
-    capacity_types: Annotated[list[KarpenterCapacityType], Field(min_length=1)] = ["on-demand"]
-    consolidation_policy: Literal["WhenEmpty", "WhenEmptyOrUnderutilized"] = "WhenEmptyOrUnderutilized"
-    consolidate_after: Duration = "1m"
-    expire_after: Duration | Literal["Never"] = "720h"
-    # How long a draining node waits for pods (including `karpenter.sh/do-not-disrupt` ones) before it is
-    # terminated anyway; unset: such pods are waited for indefinitely.
-    termination_grace_period: Duration | None = None
-    budgets: list[DisruptionBudgetConfig] = [DisruptionBudgetConfig(nodes="10%")]
-    disk_gib: Annotated[int, Field(alias="diskGiB", ge=20, le=16000)] = 50
-    ami: AmiConfig | None = None       # default: karpenter.amiAlias
+    name: DnsLabel = Field(description=(
+        "NodePool name; nodes carry it as the node-pool label. Unique across NodePools and node groups."))
+    capacity_types: Annotated[list[KarpenterCapacityType], Field(min_length=1)] = Field(["on-demand"], description=(
+        "Karpenter capacity types: spot, on-demand or both."))
+    consolidation_policy: Literal["WhenEmpty", "WhenEmptyOrUnderutilized"] = Field("WhenEmptyOrUnderutilized", description=(
+        "When Karpenter consolidates nodes: WhenEmpty or WhenEmptyOrUnderutilized."))
+    consolidate_after: Duration = Field("1m", description=(
+        "How long a node must be consolidatable before Karpenter acts, for example '1m'."))
+    expire_after: Duration | Literal["Never"] = Field("720h", description=(
+        "Node lifetime before replacement, for example '720h', or 'Never'."))
+    termination_grace_period: Duration | None = Field(None, description=(
+        "How long a draining node waits for pods (including karpenter.sh/do-not-disrupt ones) before it is terminated "
+        "anyway; unset: such pods are waited for indefinitely."))
+    budgets: list[DisruptionBudgetConfig] = Field([DisruptionBudgetConfig(nodes="10%")], description=(
+        "Disruption budgets: how many nodes Karpenter may disrupt at once, and when."))
+    disk_gib: Annotated[int, Field(alias="diskGiB", ge=20, le=16000)] = Field(50, description=(
+        "Root volume of each node, in GiB."))
+    ami: AmiConfig | None = Field(None, description="The node image; default: karpenter.amiAlias.")
 
     @model_validator(mode="after")
     def _unique_capacity_types(self) -> NodePoolConfig:

@@ -8,8 +8,8 @@ from pydantic import Field, field_validator, model_validator
 
 from components import catalog
 from components.config.problems import FieldError, Problem, known
-from components.config.supply_chain import image_allowed
 from components.config.types import DnsLabel, Duration, HttpsUrl, MigProfile, Model, PinnedImage, duration_seconds
+from components.images import registry_allowed
 from components.planning import gpu_supply, notebook_profiles
 
 if TYPE_CHECKING:
@@ -21,10 +21,12 @@ NotebookGpuSharing = Literal["none", "time-slicing", "mig"]
 class NotebookGpuConfig(Model):
     """The GPU a notebook profile asks for: whole GPUs of a type, one time-sliced replica, or one MIG instance."""
 
-    type: str                                            # a gpuTypes key of components/data/gpus.yaml, e.g. t4
-    count: Annotated[int, Field(ge=1, le=8)] = 1         # whole GPUs; a shared or MIG profile gets one unit
-    sharing: NotebookGpuSharing = "none"
-    mig_profile: MigProfile | None = None   # with sharing 'mig', e.g. 1g.10gb
+    type: str = Field(description="GPU type, a gpuTypes key of components/data/gpus.yaml, for example 't4'.")
+    count: Annotated[int, Field(ge=1, le=8)] = Field(1, description=(
+        "Whole GPUs; a time-sliced or MIG profile gets one unit."))
+    sharing: NotebookGpuSharing = Field("none", description="none (whole GPUs), time-slicing or mig.")
+    mig_profile: MigProfile | None = Field(None, description=(
+        "With sharing 'mig': the MIG profile, for example '1g.10gb'."))
 
     @field_validator("type")
     @classmethod
@@ -46,24 +48,28 @@ class NotebookGpuConfig(Model):
 class NotebookProfileConfig(Model):
     """A JupyterHub server profile. Teams list the names they may use in `teams[].notebookProfiles`."""
 
-    name: DnsLabel
-    display_name: str | None = None
-    description: str | None = None
-    cpu: Annotated[float, Field(gt=0, le=192)]
-    memory_gb: Annotated[int, Field(alias="memoryGB", ge=1, le=2048)]    # KubeSpawner "G" (10^9 bytes)
-    gpu: NotebookGpuConfig | None = None
-    image: PinnedImage | None = None          # default: the CPU or CUDA image of components/notebooks.py
-    pool: DnsLabel | None = None              # pin a GPU pool; default: the best pool offering the GPU
+    name: DnsLabel = Field(description="Profile name; teams list it in teams[].notebookProfiles.")
+    display_name: str | None = Field(None, description="Name shown in JupyterHub's spawn form; default: name.")
+    description: str | None = Field(None, description="Description shown in JupyterHub's spawn form.")
+    cpu: Annotated[float, Field(gt=0, le=192)] = Field(description="CPU cores requested.")
+    memory_gb: Annotated[int, Field(alias="memoryGB", ge=1, le=2048)] = Field(description=(
+        "Memory requested, in GB (KubeSpawner's G, 10^9 bytes)."))
+    gpu: NotebookGpuConfig | None = Field(None, description="The GPU the profile asks for; none: a CPU profile.")
+    image: PinnedImage | None = Field(None, description=(
+        "Pinned notebook image; default: the CPU or CUDA image of components/notebooks.py."))
+    pool: DnsLabel | None = Field(None, description=(
+        "Pin a GPU pool by name; default: the best pool offering the GPU (on-demand first)."))
 
 
 class NotebookCullingConfig(Model):
     """Idle culling: the hub's culler for every server, a shorter server-side timeout for GPU profiles."""
 
-    idle_timeout: Duration = "8h"             # any server idle this long is stopped (the hub's culler)
-    gpu_idle_timeout: Duration = "1h"         # GPU profiles: the server stops itself after this long idle
-    max_age: Duration = "72h"                 # any server is stopped after this long, busy or not
-    gpu_max_age: Duration = "24h"             # GPU profiles' pods are ended after this long (activeDeadlineSeconds)
-    every: Duration = "10m"                   # how often the hub's culler looks
+    idle_timeout: Duration = Field("8h", description="Any server idle this long is stopped (the hub's culler).")
+    gpu_idle_timeout: Duration = Field("1h", description="GPU profiles: the server stops itself after this long idle.")
+    max_age: Duration = Field("72h", description="Any server is stopped after this long, busy or not.")
+    gpu_max_age: Duration = Field("24h", description=(
+        "GPU profiles' pods are ended after this long (activeDeadlineSeconds)."))
+    every: Duration = Field("10m", description="How often the hub's culler looks.")
 
     @model_validator(mode="after")
     def _ordered(self) -> NotebookCullingConfig:
@@ -84,18 +90,23 @@ class NotebookCullingConfig(Model):
 class NotebookAuthConfig(Model):
     """How people log in to JupyterHub. `github` and `oidc` take the client secret as a `secure:` config value."""
 
-    type: Literal["github", "oidc", "dummy"] = "dummy"        # dummy: any password, dev only (refused in prod)
-    client_id: str | None = None
-    client_secret: str | None = None          # `pulumi config set --path --secret notebooks.auth.clientSecret`
-    callback_url: HttpsUrl | None = None      # https://<host>/hub/oauth_callback
-    allowed_organizations: list[str] = []     # github: only members of these organizations log in
-    authorize_url: HttpsUrl | None = None     # oidc: the provider's endpoints
-    token_url: HttpsUrl | None = None
-    userdata_url: HttpsUrl | None = None
-    username_claim: str = "preferred_username"
-    groups_claim: str = "groups"              # oidc: the claim listing the user's groups (team membership)
-    admin_groups: list[str] = []              # JupyterHub admins
-    dummy_users: dict[str, list[DnsLabel]] = {}   # dummy: user -> teams it belongs to (dev)
+    type: Literal["github", "oidc", "dummy"] = Field("dummy", description=(
+        "github, oidc, or dummy (any password; dev only, refused in prod)."))
+    client_id: str | None = Field(None, description="OAuth client id (github, oidc).")
+    # Marked secret: the stack-file schema (components/config/docs.py) also accepts Pulumi's `secure:` ciphertext.
+    client_secret: str | None = Field(None, json_schema_extra={"x-secret": True}, description=(
+        "OAuth client secret, as a secret: `pulumi config set --path --secret "
+        "mlops-platform:notebooks.auth.clientSecret`."))
+    callback_url: HttpsUrl | None = Field(None, description="OAuth callback, https://<host>/hub/oauth_callback.")
+    allowed_organizations: list[str] = Field([], description=(
+        "github: only members of these organizations log in (required with github)."))
+    authorize_url: HttpsUrl | None = Field(None, description="oidc: the provider's authorization endpoint.")
+    token_url: HttpsUrl | None = Field(None, description="oidc: the provider's token endpoint.")
+    userdata_url: HttpsUrl | None = Field(None, description="oidc: the provider's userinfo endpoint.")
+    username_claim: str = Field("preferred_username", description="oidc: the claim holding the user name.")
+    groups_claim: str = Field("groups", description="oidc: the claim listing the user's groups (team membership).")
+    admin_groups: list[str] = Field([], description="Groups whose members are JupyterHub admins.")
+    dummy_users: dict[str, list[DnsLabel]] = Field({}, description="dummy: user -> the teams it belongs to (dev).")
 
     @model_validator(mode="after")
     def _fields_for_type(self) -> NotebookAuthConfig:
@@ -119,13 +130,17 @@ class NotebookAuthConfig(Model):
 class NotebooksConfig(Model):
     """JupyterHub: authentication, profiles (generated from the GPU pools, plus `profiles`), home volumes, culling."""
 
-    enabled: bool = True
-    auth: NotebookAuthConfig = NotebookAuthConfig()
-    profiles: list[NotebookProfileConfig] = []      # added to the generated ones; same name replaces one
-    home_gib: Annotated[int, Field(alias="homeGiB", ge=1, le=1000)] = 10    # per user and team (gp3 PVC)
-    culling: NotebookCullingConfig = NotebookCullingConfig()
-    team_groups: dict[DnsLabel, str] = {}     # team -> JupyterHub group of its members; default the team's `group`
-    hub_replicas: Literal[1] = 1              # the hub keeps state in sqlite on a PVC: one replica only
+    enabled: bool = Field(True, description="Install JupyterHub.")
+    auth: NotebookAuthConfig = Field(NotebookAuthConfig(), description="How people log in to JupyterHub.")
+    profiles: list[NotebookProfileConfig] = Field([], description=(
+        "Profiles added to the generated ones (CPU, one per GPU offering); the same name replaces a generated one."))
+    home_gib: Annotated[int, Field(alias="homeGiB", ge=1, le=1000)] = Field(10, description=(
+        "Home volume per user and team, in GiB (gp3 PVC)."))
+    culling: NotebookCullingConfig = Field(NotebookCullingConfig(), description=(
+        "When idle and old servers are stopped."))
+    team_groups: dict[DnsLabel, str] = Field({}, description=(
+        "Team -> JupyterHub group of its members; default: the team's group."))
+    hub_replicas: Literal[1] = Field(1, description="Hub replicas: 1 (the hub keeps state in sqlite on a PVC).")
 
 
 def problems(cfg: PlatformConfig) -> list[Problem]:
@@ -133,13 +148,13 @@ def problems(cfg: PlatformConfig) -> list[Problem]:
     nb = cfg.notebooks
     errors: list[Problem] = []
     if cfg.is_prod and nb.enabled and nb.auth.type == "dummy":
-        errors.append(Problem("notebooks.auth.type", "must not be 'dummy' in prod (anyone could log in with any password); "
-                              "use 'github' or 'oidc' with a secure clientSecret", nb.auth.type))
+        errors.append(Problem("notebooks.auth.type", "must not be 'dummy' in prod (anyone could log in with any "
+                                                     "password); use 'github' or 'oidc' with a secure clientSecret", nb.auth.type))
     profiles, profile_errors = notebook_profiles.resolve_notebook_profiles(cfg)
     errors += profile_errors
     allowed = list(cfg.supply_chain.allowed_registries)
     for i, p in enumerate(nb.profiles):
-        if p.image is not None and not image_allowed(p.image, allowed):
+        if p.image is not None and not registry_allowed(p.image, allowed):
             errors.append(Problem(f"notebooks.profiles[{i}].image", "is not from a registry in supplyChain.allowedRegistries; "
                                   "the team namespaces' admission policy would refuse the notebook pod", p.image))
     team_names = [t.name for t in cfg.teams]

@@ -17,10 +17,13 @@ if TYPE_CHECKING:
 class ObservabilityAlertsConfig(Model):
     """Thresholds of the platform's model and capacity alerts (the GPU waste alerts' are `gpu.alerts`)."""
 
-    error_rate_percent: Annotated[float, Field(gt=0, le=100)] = 5     # share of a model's requests answered 5xx ...
-    error_rate_for: Duration = "5m"                                    # ... for this long
-    latency_for: Duration = "10m"            # a model's p99 above its latencyP99Ms for this long
-    pending_gpu_pods_for: Duration = "10m"   # a GPU NodePool at its GPU limit while GPU pods wait, for this long
+    error_rate_percent: Annotated[float, Field(gt=0, le=100)] = Field(5, description=(
+        "Share of a model's requests answered 5xx ..."))
+    error_rate_for: Duration = Field("5m", description="... for this long fires the error-rate alert.")
+    latency_for: Duration = Field("10m", description=(
+        "A model's p99 above its latencyP99Ms for this long fires the latency alert."))
+    pending_gpu_pods_for: Duration = Field("10m", description=(
+        "A GPU NodePool at its GPU limit while GPU pods wait, for this long, fires the capacity alert."))
 
 
 def _scrape_interval(value: str) -> str:
@@ -33,14 +36,20 @@ def _scrape_interval(value: str) -> str:
 class ObservabilityConfig(Model):
     """kube-prometheus-stack (Prometheus, Grafana, kube-state-metrics, the operator) on the system nodes."""
 
-    enabled: bool = True
-    retention_days: Annotated[int, Field(ge=1, le=3650)] | None = None      # default 15, in prod 31 (a month of cost)
-    storage_gib: Annotated[int, Field(alias="storageGiB", ge=10, le=16000)] = 50   # each Prometheus replica's volume
-    storage_class: Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")] = "gp3"
-    prometheus_replicas: Annotated[int, Field(ge=1, le=3)] = 1
-    scrape_interval: Annotated[Duration, AfterValidator(_scrape_interval)] = "30s"
-    node_exporter: bool = False             # node CPU/memory/disk metrics (a DaemonSet on every node, GPU nodes too)
-    alerts: ObservabilityAlertsConfig = ObservabilityAlertsConfig()
+    enabled: bool = Field(True, description="Install Prometheus and Grafana (required in prod).")
+    retention_days: Annotated[int, Field(ge=1, le=3650)] | None = Field(None, description=(
+        "Days Prometheus keeps; default 15, in prod 31 (a month of GPU cost)."))
+    storage_gib: Annotated[int, Field(alias="storageGiB", ge=10, le=16000)] = Field(50, description=(
+        "Volume of each Prometheus replica, in GiB."))
+    storage_class: Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")] = Field("gp3", description=(
+        "StorageClass of the Prometheus volumes."))
+    prometheus_replicas: Annotated[int, Field(ge=1, le=3)] = Field(1, description="Prometheus replicas.")
+    scrape_interval: Annotated[Duration, AfterValidator(_scrape_interval)] = Field("30s", description=(
+        "How often Prometheus scrapes, between 10s and 1m."))
+    node_exporter: bool = Field(False, description=(
+        "Node CPU, memory and disk metrics (a DaemonSet on every node, GPU nodes too)."))
+    alerts: ObservabilityAlertsConfig = Field(ObservabilityAlertsConfig(), description=(
+        "Thresholds of the model and capacity alerts (the GPU waste alerts' are gpu.alerts)."))
 
     def retention(self, is_prod: bool) -> int:
         """Days Prometheus keeps: `retentionDays`, else 31 in prod (a month of GPU cost) and 15 elsewhere."""
@@ -55,20 +64,23 @@ def problems(cfg: PlatformConfig) -> list[Problem]:
         errors.append(Problem("observability.enabled", "must be true in prod: the latency, error-rate and GPU capacity "
                               "alerts and the cost dashboards depend on it", obs.enabled))
     if cfg.is_prod and obs.retention_days is not None and obs.retention_days < 31:
-        errors.append(Problem("observability.retentionDays", "must be at least 31 in prod, so the cost dashboard can show a "
-                              "whole month of GPU cost", obs.retention_days))
+        errors.append(Problem("observability.retentionDays", "must be at least 31 in prod, so the cost dashboard can "
+                                                             "show a whole month of GPU cost", obs.retention_days))
     if obs.enabled:
         top_ms = catalog.inference_latency_buckets_seconds()[-1] * 1000
         for i, team in enumerate(cfg.teams):
             for j, m in enumerate(team.models):
                 if m.latency_p99_ms >= top_ms:
                     errors.append(Problem(f"teams[{i}].models[{j}].latencyP99Ms", f"must be below {top_ms:g} ms: the "
-                                          "queue-proxy's latency histogram ends there (components/data/metrics.yaml), so "
-                                          "the p99 alert could never fire above it", m.latency_p99_ms))
+                                                                                  "queue-proxy's latency histogram "
+                                                                                  "ends there "
+                                                                                  "(components/data/metrics.yaml), "
+                                                                                  "so the p99 alert could never fire "
+                                                                                  "above it", m.latency_p99_ms))
         for key, value in (("errorRateFor", obs.alerts.error_rate_for), ("latencyFor", obs.alerts.latency_for),
                            ("pendingGpuPodsFor", obs.alerts.pending_gpu_pods_for)):
             if duration_seconds(value) < 2 * duration_seconds(obs.scrape_interval):
-                errors.append(Problem(f"observability.alerts.{key}", f"must be at least two scrape intervals "
-                                      f"(scrapeInterval {obs.scrape_interval}), or one missed scrape fires or clears the "
-                                      "alert", value))
+                errors.append(Problem(f"observability.alerts.{key}", "must be at least two scrape intervals "
+                                                                     f"(scrapeInterval {obs.scrape_interval}), or one "
+                                                                     "missed scrape fires or clears the alert", value))
     return errors

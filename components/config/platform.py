@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import Field
+
 from components.config.cluster import ClusterConfig
 from components.config.datasets import DatasetConfig
 from components.config.gpu import GpuConfig
@@ -19,19 +21,25 @@ from components.config.types import Model
 
 
 class PlatformConfig(Model):
-    environment: Literal["dev", "prod"]
-    protect_data: bool = False
-    network: NetworkConfig = NetworkConfig()
-    cluster: ClusterConfig = ClusterConfig()
-    teams: list[TeamConfig] = []
-    datasets: list[DatasetConfig] = []
-    mlflow: MlflowConfig = MlflowConfig()
-    gpu: GpuConfig = GpuConfig()
-    karpenter: KarpenterConfig = KarpenterConfig()
-    supply_chain: SupplyChainConfig = SupplyChainConfig()
-    notebooks: NotebooksConfig = NotebooksConfig()
-    training: TrainingConfig = TrainingConfig()
-    observability: ObservabilityConfig = ObservabilityConfig()
+    environment: Literal["dev", "prod"] = Field(description="dev or prod; prod enforces availability and safety rules.")
+    protect_data: bool = Field(False, description=(
+        "Protect data stores and keys from deletion by `pulumi up` (required in prod)."))
+    network: NetworkConfig = Field(NetworkConfig(), description="The VPC: new, or an existing one.")
+    cluster: ClusterConfig = Field(ClusterConfig(), description=(
+        "The EKS cluster, its system nodes and managed GPU node groups."))
+    teams: list[TeamConfig] = Field([], description=(
+        "The tenants: a namespace each with quotas, identities, RBAC and NetworkPolicies."))
+    datasets: list[DatasetConfig] = Field([], description=(
+        "Training data in S3, served read-only through FSx for Lustre."))
+    mlflow: MlflowConfig = Field(MlflowConfig(), description="The MLflow tracking server and model registry.")
+    gpu: GpuConfig = Field(GpuConfig(), description="GPU NodePools, GPU sharing and the GPU waste alerts.")
+    karpenter: KarpenterConfig = Field(KarpenterConfig(), description="The Karpenter controller and the CPU NodePools.")
+    supply_chain: SupplyChainConfig = Field(SupplyChainConfig(), description=(
+        "Team image repositories, CI push roles and image admission."))
+    notebooks: NotebooksConfig = Field(NotebooksConfig(), description="JupyterHub.")
+    training: TrainingConfig = Field(TrainingConfig(), description="The Kubeflow training operator.")
+    observability: ObservabilityConfig = Field(ObservabilityConfig(), description=(
+        "Prometheus, Grafana, dashboards and alerts."))
 
     @property
     def is_prod(self) -> bool:

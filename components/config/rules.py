@@ -25,8 +25,8 @@ def _team_rule_errors(cfg: PlatformConfig) -> list[Problem]:
         for path, resource, n in shared:
             if resource not in supply:
                 offered = ", ".join(sorted(r for r in supply if r != labels.GPU_RESOURCE)) or "none"
-                errors.append(Problem(path, f"asks for {resource}, which no GPU pool offers (shared GPU resources offered: "
-                                      f"{offered}); add a pool with that sharing under gpu.nodePools", n))
+                errors.append(Problem(path, f"asks for {resource}, which no GPU pool offers (shared GPU resources "
+                                            f"offered: {offered}); add a pool with that sharing under gpu.nodePools", n))
             elif n > supply[resource]:
                 errors.append(Problem(path, f"exceeds the {supply[resource]} {resource} the GPU pools can supply at most",
                                       n))
@@ -35,7 +35,8 @@ def _team_rule_errors(cfg: PlatformConfig) -> list[Problem]:
         if team.gpu_quota > capacity:
             errors.append(Problem(f"teams[{i}].gpuQuota",
                                   f"exceeds the {capacity} GPUs the stack's GPU pools can supply at most; lower it or "
-                                  "raise a GPU pool's maximum (cluster.gpuNodeGroups maxSize or a GPU NodePool's limit)",
+                                  "raise a GPU pool's maximum (cluster.gpuNodeGroups maxSize or a GPU NodePool's "
+                                  "limit)",
                                   team.gpu_quota))
         for j, arn in enumerate(team.member_role_arns):
             if arn in owner:

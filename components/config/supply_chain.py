@@ -12,7 +12,7 @@ from components.config.types import GithubRepository, Model, RegistryPrefix
 if TYPE_CHECKING:
     from components.config.platform import PlatformConfig
 
-# Images that may run besides the stack's own team ECR repositories (README, "Supply chain"). Team namespaces also
+# Images that may run besides the stack's own team ECR repositories (docs/supply-chain.md). Team namespaces also
 # run pods the platform's controllers build, so their upstream images must pass too; the policy pack checks every
 # workload the program declares against this list. A `docker.io/<org>/` entry also allows the short `<org>/...`.
 DEFAULT_ALLOWED_REGISTRIES = (
@@ -31,25 +31,24 @@ DEFAULT_ALLOWED_REGISTRIES = (
 
 
 class SupplyChainConfig(Model):
-    allowed_registries: list[RegistryPrefix] = list(DEFAULT_ALLOWED_REGISTRIES)   # plus this stack's team ECR
-    scanning: Literal["basic", "enhanced"] = "basic"      # enhanced: Amazon Inspector, continuous, registry-wide
-    admission_action: Literal["Deny", "Warn"] = "Deny"    # Warn: report violations to the client, admit anyway
-    untagged_image_days: Annotated[int, Field(ge=1, le=365)] = 7      # untagged images expire after this
-    max_images: Annotated[int, Field(ge=10, le=10000)] = 500          # per team repository, oldest expire first
-    # The repository holding this platform's `.github/workflows/team-image.yml`: CI roles trust only that
-    # workflow (its `job_workflow_ref`), so every pushed image went through its Trivy scan.
-    workflow_repository: GithubRepository | None = None
-    # The account's existing IAM OIDC provider for token.actions.githubusercontent.com (one per account); none:
-    # this stack declares it.
+    allowed_registries: list[RegistryPrefix] = Field(list(DEFAULT_ALLOWED_REGISTRIES), description=(
+        "Image prefixes that may run in team namespaces, besides this stack's team ECR repositories; a registry anyone "
+        "can publish to must name its namespace."))
+    scanning: Literal["basic", "enhanced"] = Field("basic", description=(
+        "ECR scanning: basic, or enhanced (Amazon Inspector, continuous, registry-wide)."))
+    admission_action: Literal["Deny", "Warn"] = Field("Deny", description=(
+        "Deny, or Warn (report violations to the client, admit anyway; refused in prod)."))
+    untagged_image_days: Annotated[int, Field(ge=1, le=365)] = Field(7, description=(
+        "Untagged images expire after this many days."))
+    max_images: Annotated[int, Field(ge=10, le=10000)] = Field(500, description=(
+        "Images kept per team repository; the oldest expire first."))
+    workflow_repository: GithubRepository | None = Field(None, description=(
+        "The repository (owner/name) holding this platform's .github/workflows/team-image.yml: CI roles trust only that"
+        " workflow, so every pushed image went through its scan. Required when a team sets ciRepository."))
     github_oidc_provider_arn: Annotated[str, Field(
-        pattern=r"^arn:aws[-a-z]*:iam::\d{12}:oidc-provider/token\.actions\.githubusercontent\.com$")] | None = None
-
-
-def image_allowed(image: str, prefixes: list[str]) -> bool:
-    """The admission policy's prefix rule (a `docker.io/<org>/` prefix also allows the short `<org>/...`)."""
-    short = [p[len("docker.io/"):] for p in prefixes if p.startswith("docker.io/")]
-    first = image.split("/", 1)[0]
-    return any(image.startswith(p) for p in prefixes) or ("." not in first and any(image.startswith(p) for p in short))
+        pattern=r"^arn:aws[-a-z]*:iam::\d{12}:oidc-provider/token\.actions\.githubusercontent\.com$")] | None = Field(None, description=(
+        "The account's existing IAM OIDC provider for token.actions.githubusercontent.com (one per account); unset: "
+        "this stack declares it."))
 
 
 def problems(cfg: PlatformConfig) -> list[Problem]:
@@ -60,8 +59,8 @@ def problems(cfg: PlatformConfig) -> list[Problem]:
     if pushers and sc.workflow_repository is None:
         errors.append(Problem("supplyChain.workflowRepository",
                               f"is required when a team sets ciRepository ({', '.join(pushers)}): name the repository "
-                              "holding .github/workflows/team-image.yml (owner/name), so only that scanning workflow may "
-                              "push images", None))
+                              "holding .github/workflows/team-image.yml (owner/name), so only that scanning workflow "
+                              "may push images", None))
     if cfg.is_prod and sc.admission_action != "Deny":
         errors.append(Problem("supplyChain.admissionAction",
                               "must be 'Deny' in prod: with 'Warn' unscanned or unpinned images still run",

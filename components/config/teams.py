@@ -19,23 +19,29 @@ if TYPE_CHECKING:
 class CanaryConfig(Model):
     """A new model version rolled out to a share of the traffic; the version at `location` keeps the rest."""
 
-    location: S3Uri
-    traffic_percent: Annotated[int, Field(ge=1, le=99)] = 5
+    location: S3Uri = Field(description="s3:// location of the new model version.")
+    traffic_percent: Annotated[int, Field(ge=1, le=99)] = Field(5, description=(
+        "Share of the traffic the canary takes, 1 to 99."))
 
 
 class ModelDeploymentConfig(Model):
     """A model a team serves: where it is and the traffic it must take; the platform sizes the rest
     (components/serving.py, capacity figures per framework in components/data/serving.yaml)."""
 
-    name: DnsLabel
-    location: S3Uri
-    framework: Literal["sklearn", "xgboost", "lightgbm", "pytorch", "tensorflow", "onnx", "huggingface", "triton"]
-    peak_rps: Annotated[float, Field(gt=0)]
-    latency_p99_ms: Annotated[int, Field(gt=0)] = 100
-    gpu: bool = False
-    runtime: DnsLabel | None = None                                       # a ClusterServingRuntime name
-    capacity_rps_per_replica: Annotated[float, Field(gt=0)] | None = None  # measured; overrides the data file
-    canary: CanaryConfig | None = None
+    name: DnsLabel = Field(description="InferenceService name, unique within the team.")
+    location: S3Uri = Field(description="s3:// location of the model.")
+    framework: Literal["sklearn", "xgboost", "lightgbm", "pytorch", "tensorflow", "onnx", "huggingface", "triton"] = Field(description=(
+        "Model framework; picks the serving runtime and its capacity figures (components/data/serving.yaml)."))
+    peak_rps: Annotated[float, Field(gt=0)] = Field(description=(
+        "Peak requests per second the model must take; sizes maxReplicas."))
+    latency_p99_ms: Annotated[int, Field(gt=0)] = Field(100, description=(
+        "p99 latency target in milliseconds (alerted on)."))
+    gpu: bool = Field(False, description="Serve on a GPU (frameworks with a GPU path only).")
+    runtime: DnsLabel | None = Field(None, description=(
+        "A ClusterServingRuntime name; default: the framework's runtime."))
+    capacity_rps_per_replica: Annotated[float, Field(gt=0)] | None = Field(None, description=(
+        "Measured requests per second one replica takes; overrides the data file."))
+    canary: CanaryConfig | None = Field(None, description="A new model version rolled out to a share of the traffic.")
 
     def sizing(self, is_prod: bool) -> ModelSizing:
         """Replicas and autoscaling for the peak traffic (components/planning/serving.py)."""
@@ -45,10 +51,11 @@ class ModelDeploymentConfig(Model):
 class PackageProxyConfig(Model):
     """A proxy the notebooks reach package indexes through: pods in the cluster, or an address in the VPC."""
 
-    namespace: DnsLabel | None = None
-    pod_labels: dict[str, str] = {}
-    cidr: PackageCidr | None = None
-    port: Port
+    namespace: DnsLabel | None = Field(None, description=(
+        "Namespace of a proxy running in the cluster (with podLabels)."))
+    pod_labels: dict[str, str] = Field({}, description="Labels of the proxy's pods (required with namespace).")
+    cidr: PackageCidr | None = Field(None, description="CIDR of a proxy outside the cluster (not 0.0.0.0/0).")
+    port: Port = Field(description="The proxy's port.")
 
     @model_validator(mode="after")
     def _one_target(self) -> PackageProxyConfig:
@@ -64,9 +71,10 @@ class PackageProxyConfig(Model):
 class PackageIndexConfig(Model):
     """Where a team's notebooks may `pip install` from: an allowlist of CIDRs (HTTPS), or a proxy."""
 
-    cidrs: list[PackageCidr] = []
-    port: Port = 443
-    proxy: PackageProxyConfig | None = None
+    cidrs: list[PackageCidr] = Field([], description="CIDRs of the package index (HTTPS), not 0.0.0.0/0.")
+    port: Port = Field(443, description="Port of the package index.")
+    proxy: PackageProxyConfig | None = Field(None, description=(
+        "A proxy the notebooks reach package indexes through (instead of cidrs)."))
 
     @model_validator(mode="after")
     def _cidrs_or_proxy(self) -> PackageIndexConfig:
@@ -79,32 +87,40 @@ class PackageIndexConfig(Model):
 class TeamConfig(Model):
     """A tenant: a namespace with quotas, identities, RBAC and NetworkPolicies. Only name and gpuQuota are needed."""
 
-    name: DnsLabel
-    gpu_quota: Annotated[int, Field(ge=0)]
-    notebook_profiles: list[str] = ["cpu"]
-    datasets: list[DnsLabel] = []
-    models: list[ModelDeploymentConfig] = []
-    # Kubernetes group bound to the team's role in its namespace (default `team:<name>`); `memberRoleArns`
-    # are IAM roles mapped into that group through EKS access entries.
-    group: KubernetesGroup | None = None
-    member_role_arns: list[IamRoleArn] = []
-    cpu_quota: Annotated[int, Field(ge=1)] = 64               # cores requested at once
-    memory_quota_gib: Annotated[int, Field(ge=1)] = 256
-    storage_quota_gib: Annotated[int, Field(ge=1)] = 1000     # PVC storage (home volumes, scratch), datasets on top
-    # Shared GPU units the team may request at once, where GPU pools offer them: MIG instances by profile
-    # (`nvidia.com/mig-<profile>`) and time-sliced replicas (`nvidia.com/gpu.shared`). Unset: what gpuQuota whole
-    # GPUs would give (GPUs x instances or replicas per GPU), at most what the pools supply.
-    mig_quota: dict[MigProfile, Annotated[int, Field(ge=0)]] = {}
-    shared_gpu_quota: Annotated[int, Field(ge=0)] | None = None
-    package_index: PackageIndexConfig | None = None          # none: notebooks cannot reach any package index
-    # USD per month the team's GPUs may cost; the pack flags a quota that could exceed it (cost-gpu-quota-within-budget)
-    monthly_gpu_budget_usd: Annotated[float, Field(gt=0)] | None = None
-    # Supply chain (components/supply_chain.py): the GitHub repository and branch whose workflow, calling the
-    # platform's team-image workflow, may push to the team's ECR repository; none: no CI role, nobody pushes.
-    ci_repository: GithubRepository | None = None
-    ci_branch: GitBranch = "main"
-    # The team's admission exception: image prefixes allowed in its namespace on top of supplyChain's.
-    image_registries: list[RegistryPrefix] = []
+    name: DnsLabel = Field(description="Team name: the namespace, and part of its IAM role and repository names.")
+    gpu_quota: Annotated[int, Field(ge=0)] = Field(description=(
+        "Whole GPUs the team may request at once (at most what the GPU pools supply)."))
+    notebook_profiles: list[str] = Field(["cpu"], description=(
+        "Notebook profiles the team may use (generated from the GPU pools, plus notebooks.profiles)."))
+    datasets: list[DnsLabel] = Field([], description=(
+        "Datasets the team may read (or name the team in datasets[].teams)."))
+    models: list[ModelDeploymentConfig] = Field([], description="Models the team serves (KServe InferenceServices).")
+    group: KubernetesGroup | None = Field(None, description=(
+        "Kubernetes group bound to the team's role in its namespace; default `team:<name>`."))
+    member_role_arns: list[IamRoleArn] = Field([], description=(
+        "IAM roles mapped into the team's group through EKS access entries (one team per role)."))
+    cpu_quota: Annotated[int, Field(ge=1)] = Field(64, description="CPU cores the team may request at once.")
+    memory_quota_gib: Annotated[int, Field(ge=1)] = Field(256, description=(
+        "Memory the team may request at once, in GiB."))
+    storage_quota_gib: Annotated[int, Field(ge=1)] = Field(1000, description=(
+        "PVC storage (home volumes, scratch) in GiB; datasets come on top."))
+    mig_quota: dict[MigProfile, Annotated[int, Field(ge=0)]] = Field({}, description=(
+        "MIG instances by profile the team may request at once (nvidia.com/mig-<profile>); unset: what gpuQuota whole "
+        "GPUs would give, at most what the pools supply."))
+    shared_gpu_quota: Annotated[int, Field(ge=0)] | None = Field(None, description=(
+        "Time-sliced replicas the team may request at once (nvidia.com/gpu.shared); unset: what gpuQuota whole GPUs "
+        "would give, at most what the pools supply."))
+    package_index: PackageIndexConfig | None = Field(None, description=(
+        "Where the team's notebooks may pip install from; unset: no package index is reachable."))
+    monthly_gpu_budget_usd: Annotated[float, Field(gt=0)] | None = Field(None, description=(
+        "USD per month the team's GPUs may cost; the policy cost-gpu-quota-within-budget flags a quota that could "
+        "exceed it."))
+    ci_repository: GithubRepository | None = Field(None, description=(
+        "GitHub repository (owner/name) whose workflow, calling the platform's team-image workflow, may push to the "
+        "team's ECR repository; unset: no CI role."))
+    ci_branch: GitBranch = Field("main", description="Branch of ciRepository allowed to push.")
+    image_registries: list[RegistryPrefix] = Field([], description=(
+        "Image prefixes allowed in the team's namespace on top of supplyChain.allowedRegistries."))
 
     @property
     def kubernetes_group(self) -> str:

@@ -6,9 +6,10 @@ from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field
 
+from components import catalog
 from components.config.problems import Problem
-from components.config.supply_chain import image_allowed
 from components.config.types import DnsLabel, Model, PinnedImage
+from components.images import registry_allowed
 from components.planning import gpu_supply
 
 if TYPE_CHECKING:
@@ -18,18 +19,20 @@ if TYPE_CHECKING:
 class TrainingConfig(Model):
     """The Kubeflow training operator (PyTorchJob, TFJob, MPIJob) and where teams' training jobs run."""
 
-    enabled: bool = True
-    pool: DnsLabel | None = None              # GPU NodePool for jobs; default: the first spot pool of whole GPUs
+    enabled: bool = Field(True, description="Install the Kubeflow training operator (PyTorchJob, TFJob, MPIJob).")
+    pool: DnsLabel | None = Field(None, description=(
+        "GPU pool for training jobs; default: the first spot pool of whole GPUs."))
     fallback_pool: DnsLabel | None = Field(None, description=(
         "An on-demand GPU pool of whole GPUs a job opts into with `nodeSelector: {mlops.platform/node-pool: <it>}` "
         "when spot capacity is short; never used unless a job names it (a second Kueue flavor of the team queue)."))
     borrowing_limit_percent: Annotated[int, Field(ge=0, le=1000, description=(
         "How many GPUs a team's Kueue queue may borrow from idle quota of the other teams, in percent of its own "
         "gpuQuota (also capped by the GPU supply and the team's monthly GPU budget)."))] = 100
-    controller_replicas: Annotated[int, Field(ge=1, le=3)] = 1
-    # Images the operator injects into team pods (they must pass the team namespaces' image admission policy).
-    init_container_image: PinnedImage = "public.ecr.aws/docker/library/alpine:3.22"
-    mpi_kubectl_delivery_image: PinnedImage = "docker.io/mpioperator/kubectl-delivery:v0.4.0"
+    controller_replicas: Annotated[int, Field(ge=1, le=3)] = Field(1, description="Training operator replicas.")
+    init_container_image: PinnedImage = Field(catalog.image("training-init"), description=(
+        "Pinned image the operator injects as init container into team pods (must pass image admission)."))
+    mpi_kubectl_delivery_image: PinnedImage = Field(catalog.image("mpi-kubectl-delivery"), description=(
+        "Pinned kubectl-delivery image the operator puts into MPIJob launchers (must pass image admission)."))
 
 
 def problems(cfg: PlatformConfig) -> list[Problem]:
@@ -66,7 +69,7 @@ def problems(cfg: PlatformConfig) -> list[Problem]:
     allowed = list(cfg.supply_chain.allowed_registries)
     for key, image in (("initContainerImage", tr.init_container_image),
                        ("mpiKubectlDeliveryImage", tr.mpi_kubectl_delivery_image)):
-        if not image_allowed(image, allowed):
+        if not registry_allowed(image, allowed):
             errors.append(Problem(f"training.{key}", "is not from a registry in supplyChain.allowedRegistries; the operator "
                                   "puts it into team pods, which the image admission policy would refuse", image))
     return errors

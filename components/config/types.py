@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -11,17 +12,18 @@ from pydantic.alias_generators import to_camel
 
 from components import catalog
 from components.config.problems import known
+from components.images import pin_problem
 
 PROJECT = "mlops-platform"
 
 
-def _dns_label(value: str) -> str:
-    if not re.fullmatch(r"[a-z]([-a-z0-9]{0,38}[a-z0-9])?", value):
-        raise ValueError(
-            "must be a lower-case DNS label of at most 40 characters, starting with a letter, "
-            "for example 'fraud-detection'"
-        )
-    return value
+def matching(pattern: str, message: str, forbidden: Callable[[str], bool] | None = None) -> AfterValidator:
+    """A validator: the whole value matches `pattern` (and is not `forbidden`), else `message` (with an example)."""
+    def check(value: str) -> str:
+        if not re.fullmatch(pattern, value) or (forbidden is not None and forbidden(value)):
+            raise ValueError(message)
+        return value
+    return AfterValidator(check)
 
 
 def _cidr(value: str) -> str:
@@ -31,18 +33,6 @@ def _cidr(value: str) -> str:
         raise ValueError("must be a CIDR block, for example '10.0.0.0/16'") from None
 
 
-def _iam_role_arn(value: str) -> str:
-    if not re.fullmatch(r"arn:aws[-a-z]*:iam::\d{12}:role/[\w+=,.@/-]+", value):
-        raise ValueError("must be an IAM role ARN, for example 'arn:aws:iam::123456789012:role/platform-admins'")
-    return value
-
-
-def _s3_uri(value: str) -> str:
-    if not re.fullmatch(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?", value):
-        raise ValueError("must be an S3 location, for example 's3://ml-models/fraud/v3'")
-    return value
-
-
 def _gpu_instance_type(value: str) -> str:
     if value not in catalog.instance_types():
         raise ValueError("is not a GPU instance type in the catalog (components/data/gpus.yaml); known: "
@@ -50,10 +40,22 @@ def _gpu_instance_type(value: str) -> str:
     return value
 
 
-DnsLabel = Annotated[str, AfterValidator(_dns_label)]
+DnsLabel = Annotated[str, matching(r"[a-z]([-a-z0-9]{0,38}[a-z0-9])?", (
+    "must be a lower-case DNS label of at most 40 characters, starting with a letter, for example 'fraud-detection'"))]
+IamRoleArn = Annotated[str, matching(r"arn:aws[-a-z]*:iam::\d{12}:role/[\w+=,.@/-]+", (
+    "must be an IAM role ARN, for example 'arn:aws:iam::123456789012:role/platform-admins'"))]
+S3Uri = Annotated[str, matching(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?", (
+    "must be an S3 location, for example 's3://ml-models/fraud/v3'"))]
+GithubRepository = Annotated[str, matching(r"[A-Za-z0-9](-?[A-Za-z0-9]){0,38}/[A-Za-z0-9._-]{1,100}", (
+    "must be a GitHub repository as owner/name, for example 'acme/fraud-models'"))]
+GitBranch = Annotated[str, matching(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*", (
+    "must be a branch name without wildcards, for example 'main' or 'release/v2'"), lambda v: ".." in v)]
+KubernetesGroup = Annotated[str, matching(r"[A-Za-z0-9][-A-Za-z0-9_.:@/]{0,99}", (
+    "must be a Kubernetes group name not starting with 'system:', for example 'team:fraud-detection'"),
+    lambda v: v.startswith("system:"))]
+MigProfile = Annotated[str, matching(r"(\d+c\.)?\d+g\.\d+gb([+-][a-z][a-z.,]*)?", (
+    "must be a MIG profile name, for example '1g.10gb' (the resource becomes nvidia.com/mig-1g.10gb)"))]
 Cidr = Annotated[str, AfterValidator(_cidr)]
-IamRoleArn = Annotated[str, AfterValidator(_iam_role_arn)]
-S3Uri = Annotated[str, AfterValidator(_s3_uri)]
 GpuInstanceType = Annotated[str, AfterValidator(_gpu_instance_type)]
 CapacityType = Literal["ON_DEMAND", "SPOT"]
 
@@ -74,22 +76,7 @@ def _registry_prefix(value: str) -> str:
     return value
 
 
-def _github_repository(value: str) -> str:
-    if not re.fullmatch(r"[A-Za-z0-9](-?[A-Za-z0-9]){0,38}/[A-Za-z0-9._-]{1,100}", value):
-        raise ValueError("must be a GitHub repository as owner/name, for example 'acme/fraud-models'")
-    return value
-
-
-def _git_branch(value: str) -> str:
-    if not re.fullmatch(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*", value) or ".." in value:
-        raise ValueError("must be a branch name without wildcards, for example 'main' or 'release/v2'")
-    return value
-
-
 RegistryPrefix = Annotated[str, AfterValidator(_registry_prefix)]
-GithubRepository = Annotated[str, AfterValidator(_github_repository)]
-GitBranch = Annotated[str, AfterValidator(_git_branch)]
-
 
 OPEN_INTERNET = ("0.0.0.0/0", "::/0")
 
@@ -100,24 +87,8 @@ def _not_open_internet(value: str) -> str:
     return value
 
 
-def _kubernetes_group(value: str) -> str:
-    if not re.fullmatch(r"[A-Za-z0-9][-A-Za-z0-9_.:@/]{0,99}", value) or value.startswith("system:"):
-        raise ValueError("must be a Kubernetes group name not starting with 'system:', for example 'team:fraud-detection'")
-    return value
-
-
-def _mig_profile(value: str) -> str:
-    if not re.fullmatch(r"(\d+c\.)?\d+g\.\d+gb([+-][a-z][a-z.,]*)?", value):
-        raise ValueError("must be a MIG profile name, for example '1g.10gb' (the resource becomes nvidia.com/mig-1g.10gb)")
-    return value
-
-
 PackageCidr = Annotated[str, AfterValidator(_cidr), AfterValidator(_not_open_internet)]
 Port = Annotated[int, Field(ge=1, le=65535)]
-
-MigProfile = Annotated[str, AfterValidator(_mig_profile)]
-KubernetesGroup = Annotated[str, AfterValidator(_kubernetes_group)]
-
 
 Duration = Annotated[str, Field(pattern=r"^([0-9]+(s|m|h))+$")]
 
@@ -134,11 +105,10 @@ def _https_url(value: str) -> str:
 
 
 def _pinned_image(value: str) -> str:
-    name, _, digest = value.partition("@")
-    tag = name.rsplit("/", 1)[-1].partition(":")[2]
-    if not digest and (not tag or tag == "latest"):
-        raise ValueError("must be pinned: a version tag other than 'latest' or a digest, for example "
-                         "'quay.io/jupyter/scipy-notebook:2026-08-03'")
+    problem = pin_problem(value)      # the admission policy's and the policy pack's own rule
+    if problem:
+        raise ValueError(f"must be pinned: it {problem}; use a version tag other than 'latest' or a digest, for "
+                         "example 'quay.io/jupyter/scipy-notebook:2026-08-03'")
     return value
 
 

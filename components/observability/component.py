@@ -26,7 +26,7 @@ class ObservabilityArgs:
     access: ClusterAccess
     is_prod: bool
     teams: list[TeamConfig]                    # namespaces, GPU quotas and models (latency targets)
-    gpu_pools: list[GpuPool]                   # config.gpu_pools(cfg): prices and GPU shares per pool
+    gpu_pools: list[GpuPool]                   # planning.gpu_supply.gpu_pools(cfg): prices and GPU shares
     gpu_idle_percent: int                      # gpu.alerts.idleUtilizationPercent: what "idle" means here too
     scraper: MetricsScraper = PROMETHEUS       # what the team NetworkPolicies admit; must be this Prometheus
     # team -> GPUs its namespace quota allows (gpuQuota + what its Kueue queue may borrow); default: gpuQuota

@@ -5,19 +5,17 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from components import labels
+from components import catalog, labels
 from components.config import ObservabilityConfig
 from components.karpenter import NAMESPACE as KARPENTER_NAMESPACE
 from components.observability.metrics import (DASHBOARD_LABEL, GRAFANA_ADMIN_SECRET, INFERENCE_SERVICE_LABEL,
                                               KARPENTER_METRICS_PORT, KARPENTER_SELECTOR, KSM_LABEL_ALLOWLIST,
                                               NAMESPACE, QUEUE_PROXY_METRICS_PORT, RULE_INTERVAL_SECONDS, SYSTEM_NODES)
 
-# ---- pinned versions, in one place
-# kube-prometheus-stack 88.x ships prometheus-operator v0.93.0, the version of the CRD schemas the tests validate the
-# ServiceMonitors, PodMonitors and PrometheusRules against.
-KUBE_PROMETHEUS_STACK = {"chart": "kube-prometheus-stack", "repo": "https://prometheus-community.github.io/helm-charts",
-                         "version": "88.2.0"}
-PROMETHEUS_OPERATOR_VERSION = "v0.93.0"
+# ---- pinned versions: components/data/versions.yaml. kube-prometheus-stack 88.x ships prometheus-operator v0.93.0,
+# the version of the CRD schemas the tests validate the ServiceMonitors, PodMonitors and PrometheusRules against.
+KUBE_PROMETHEUS_STACK = catalog.chart("kube-prometheus-stack")
+PROMETHEUS_OPERATOR_VERSION = catalog.versions()["components"]["prometheus-operator"]
 
 
 def helm_values(cfg: ObservabilityConfig, is_prod: bool) -> dict[str, Any]:

@@ -114,7 +114,8 @@ def resolve_notebook_profiles(cfg: PlatformConfig) -> tuple[dict[str, NotebookPr
         display = p.display_name or p.name
         if p.gpu is None:
             if p.pool is not None and i is not None:
-                errors.append(Problem(f"{path}.pool", "only applies to GPU profiles (CPU profiles run on the CPU NodePools)",
+                errors.append(Problem(f"{path}.pool", "only applies to GPU profiles (CPU profiles run on the CPU "
+                                                      "NodePools)",
                                       p.pool))
             resolved[p.name] = NotebookProfile(p.name, display, p.description or "", p.cpu, p.memory_gb, p.image,
                                                None, "none", None, None, 0)
@@ -134,9 +135,10 @@ def resolve_notebook_profiles(cfg: PlatformConfig) -> tuple[dict[str, NotebookPr
                 continue
         fitting = [q for q in candidates if _fits(q, p.cpu, p.memory_gb)]
         if not fitting:
-            errors.append(Problem(f"{path}.cpu", f"{p.cpu:g} cores and {p.memory_gb} GB do not fit any instance type of the "
-                                  f"pools offering {p.gpu.type} ({', '.join(q.name for q in candidates)}), after what a node "
-                                  "keeps for itself; ask for less or add a larger instance type", p.cpu))
+            errors.append(Problem(f"{path}.cpu", f"{p.cpu:g} cores and {p.memory_gb} GB do not fit any instance type "
+                                                 f"of the pools offering {p.gpu.type} "
+                                                 f"({', '.join(q.name for q in candidates)}), after what a node keeps "
+                                                 "for itself; ask for less or add a larger instance type", p.cpu))
             continue
         # Interactive work: on-demand capacity first (a spot reclaim loses the kernel's state), then config order.
         pool = sorted(fitting, key=lambda q: "on-demand" not in q.capacity_types)[0]

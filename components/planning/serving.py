@@ -22,7 +22,7 @@ class ModelSizing(NamedTuple):
 
 
 def model_sizing(model: ModelDeploymentConfig, is_prod: bool) -> ModelSizing:
-    """The sizing rule (README, "Model serving"): enough replicas at the CPU target for the peak traffic.
+    """The sizing rule (docs/serving-and-tracking.md): enough replicas at the CPU target for the peak traffic.
 
     usable rps per replica = capacity x target utilisation x min(1, latencyP99Ms / reference p99)
     maxReplicas = max(minReplicas, ceil(peakRps / usable rps per replica)); minReplicas 2 in prod, 1 in dev.

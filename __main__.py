@@ -2,6 +2,8 @@
 
 import pulumi
 
+from components import labels
+from components.autoscaler import ClusterAutoscaler, ClusterAutoscalerArgs, ScaledNodeGroup, node_group_resources
 from components.cluster import Cluster, ClusterArgs
 from components.config import load_config
 from components.datasets import Datasets, DatasetsArgs
@@ -9,13 +11,15 @@ from components.endpoints import (JUPYTERHUB_API, MLFLOW, NOTEBOOK_INGRESS, NOTE
                                   PROMETHEUS, PROMETHEUS_API, SERVING_INGRESS)
 from components.gpu_operator import GpuOperator, GpuOperatorArgs
 from components.karpenter import Karpenter, KarpenterArgs
+from components.kueue import Kueue, KueueArgs
 from components.mlflow import MLFLOW_IMAGE, Mlflow, MlflowArgs
 from components.model_rollout import ModelRollout, ModelRolloutArgs, registry_rollouts
 from components.network import Network, NetworkArgs
 from components.notebooks import Notebooks, NotebooksArgs
 from components.observability import Observability, ObservabilityArgs
-from components.planning.gpu_supply import gpu_pools, team_gpu_quota, training_pool
+from components.planning.gpu_supply import gpu_pools, training_pool
 from components.planning.notebook_profiles import notebook_profiles, team_notebook_group
+from components.planning.capacity import namespace_gpu_quota, node_group_labels, team_queues, training_flavors
 from components.serving import Serving, ServingArgs
 from components.supply_chain import SupplyChain, SupplyChainArgs
 from components.tenancy import Team, TeamArgs, Tenancy, TenancyArgs
@@ -37,7 +41,17 @@ cluster = Cluster("cluster", ClusterArgs(
 observability = Observability("observability", ObservabilityArgs(
     config=config.observability, access=cluster.access, is_prod=config.is_prod, teams=config.teams,
     gpu_pools=gpu_pools(config), gpu_idle_percent=config.gpu.alerts.idle_utilization_percent, scraper=PROMETHEUS,
+    team_quota_gpus={t.name: namespace_gpu_quota(config, t)[labels.GPU_RESOURCE] for t in config.teams},
 )) if config.observability.enabled else None
+
+# The managed GPU node groups scale (from zero) with the cluster-autoscaler; Karpenter never touches their nodes.
+autoscaler = ClusterAutoscaler("cluster-autoscaler", ClusterAutoscalerArgs(
+    access=cluster.access, kubernetes_version=config.cluster.kubernetes_version,
+    node_groups=[ScaledNodeGroup(
+        name=g.name, autoscaling_group=cluster.gpu_autoscaling_groups[g.name], node_labels=node_group_labels(g),
+        taints=(dict(labels.GPU_TAINT),), resources=node_group_resources(list(g.instance_types), efa=config.gpu.efa))
+        for g in config.cluster.gpu_node_groups],
+)) if config.cluster.gpu_node_groups and config.cluster.autoscaler.enabled else None
 
 karpenter = Karpenter("karpenter", KarpenterArgs(access=cluster.access, config=config.karpenter, gpu=config.gpu))
 gpu_operator = GpuOperator("gpu-operator", GpuOperatorArgs(
@@ -63,7 +77,7 @@ teams = {t.name: Team(f"team-{t.name}", TeamArgs(
     config=t, access=cluster.access, mlflow=MLFLOW, serving_ingress=SERVING_INGRESS, jupyterhub_api=JUPYTERHUB_API,
     notebook_ingress=NOTEBOOK_INGRESS, s3_cidrs=tenancy.s3_cidrs, sts_cidrs=network.sts_endpoint_cidrs,
     datasets=datasets.access_for(t.name), dvc=datasets.dvc_remote,
-    gpu_quota=team_gpu_quota(config, t), metrics_scraper=PROMETHEUS if config.observability.enabled else None,
+    gpu_quota=namespace_gpu_quota(config, t), metrics_scraper=PROMETHEUS if config.observability.enabled else None,
 )).access for t in config.teams}
 
 # JupyterHub spawning into the team namespaces; the training operator and each team's job defaults.
@@ -77,6 +91,13 @@ training = Training("training", TrainingArgs(
     config=config.training, access=cluster.access, pool=training_pool(config), team_access=list(teams.values()),
     priority_class=PRIORITY_CLASSES.training,
 )) if config.training.enabled else None
+
+# Kueue: training jobs admitted whole against per-team GPU quotas, idle GPUs shared in one cohort.
+kueue = Kueue("kueue", KueueArgs(
+    access=cluster.access, flavors=training_flavors(config), queues=team_queues(config),
+    team_namespaces={name: access.namespace_resource for name, access in teams.items()},
+    replicas=2 if config.is_prod else 1,
+)) if config.training.enabled and training_flavors(config) else None
 
 serving = Serving("serving", ServingArgs(
     access=cluster.access, is_prod=config.is_prod, teams=config.teams, team_access=list(teams.values()),

@@ -52,6 +52,7 @@ PLAN_READS: dict[str, list[str]] = {
 # pulumi-aws module of each resource type the platform declares -> the IAM service prefixes `pulumi up` needs.
 # tests/test_bootstrap.py checks every module of a real render of the platform stacks is listed.
 DEPLOY_SERVICES: dict[str, list[str]] = {
+    "autoscaling": ["autoscaling"],          # cluster-autoscaler discovery and node-template tags on GPU node groups' ASGs
     "cloudwatch": ["logs", "events"],        # log groups; EventBridge rules and targets (Karpenter interruptions)
     "ec2": ["ec2"],
     "vpc": ["ec2"],                          # security group rules

@@ -29,6 +29,7 @@ class InstanceType(NamedTuple):
     gpus: int
     vcpu: int
     memory_gib: int
+    efa_interfaces: int = 0          # network cards carrying an EFA interface; 0: the type has no EFA
 
 
 @functools.cache
@@ -47,9 +48,25 @@ def gpu_types() -> dict[str, GpuType]:
 @functools.cache
 def instance_types() -> dict[str, InstanceType]:
     return {
-        name: InstanceType(name, i["gpuType"], i["gpus"], i["vcpu"], i["memoryGiB"])
+        name: InstanceType(name, i["gpuType"], i["gpus"], i["vcpu"], i["memoryGiB"], i.get("efa", 0))
         for name, i in _gpu_data()["instanceTypes"].items()
     }
+
+
+@functools.cache
+def largest_cpu_instance(categories: tuple[str, ...]) -> tuple[int, int]:
+    """(vCPUs, memory GiB) of the largest instance of these categories (components/data/cpu-instances.yaml)."""
+    data = yaml.safe_load((DATA_DIR / "cpu-instances.yaml").read_text())["largestByCategory"]
+    sizes = [data[c] for c in categories if c in data]
+    return (max((s["vcpu"] for s in sizes), default=0), max((s["memoryGiB"] for s in sizes), default=0))
+
+
+def efa_interfaces(instance_type_names: Iterable[str]) -> int:
+    """EFA interfaces every one of these instance types carries (0 when any lacks EFA: a pool mixing them cannot
+    promise `vpc.amazonaws.com/efa` to a job)."""
+    table = instance_types()
+    counts = [table[n].efa_interfaces if n in table else 0 for n in instance_type_names]
+    return min(counts, default=0)
 
 
 def max_gpus_per_instance(instance_type_names: list[str]) -> int:

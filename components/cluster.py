@@ -40,6 +40,7 @@ class Cluster(pulumi.ComponentResource):
     node_role_name: pulumi.Output[str]
     kubeconfig: pulumi.Output[str]
     gpu_node_group_names: list[str]
+    gpu_autoscaling_groups: dict[str, pulumi.Output[str]]
     oidc: Oidc
     provider: k8s.Provider
     access: ClusterAccess
@@ -157,8 +158,11 @@ class Cluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[vpc_cni, kube_proxy],
                                         ignore_changes=["scalingConfig.desiredSize"]),
         )
-        for group in cfg.gpu_node_groups:
-            self._gpu_node_group(name, cluster, node_role, args, group, [vpc_cni, kube_proxy])
+        # The Auto Scaling group EKS creates for each GPU node group (the cluster-autoscaler tags and resizes it).
+        self.gpu_autoscaling_groups = {
+            group.name: self._gpu_node_group(name, cluster, node_role, args, group, [vpc_cni, kube_proxy])
+            .resources.apply(lambda r: r[0].autoscaling_groups[0].name)
+            for group in cfg.gpu_node_groups}
         self.gpu_node_group_names = [g.name for g in cfg.gpu_node_groups]
 
         needs_nodes = pulumi.ResourceOptions(parent=self, depends_on=[system_nodes])
@@ -214,6 +218,7 @@ class Cluster(pulumi.ComponentResource):
             "node_role_name": self.node_role_name,
             "kubeconfig": pulumi.Output.secret(self.kubeconfig),
             "gpu_node_group_names": self.gpu_node_group_names,
+            "gpu_autoscaling_groups": self.gpu_autoscaling_groups,
         })
 
     def _addon(self, name: str, cluster: aws.eks.Cluster, cfg: ClusterConfig, addon: str,

@@ -44,6 +44,7 @@ INTERRUPTION_EVENTS = {
 }
 
 CONTROLLER_RESOURCES = {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}}
+EKS_NODEGROUP_LABEL = "eks.amazonaws.com/nodegroup"
 NODE_CLASS_REF = {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass"}
 
 
@@ -243,6 +244,9 @@ def _template_spec(pool: NodePoolConfig, requirements: list[dict]) -> dict:
             {"key": labels.CAPACITY_TYPE, "operator": "In", "values": list(pool.capacity_types)},
             {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]},
             {"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]},
+            # Never a managed node group's node (EKS labels those): the cluster-autoscaler owns those groups, and a
+            # pod selecting one must not make Karpenter launch a look-alike (components/autoscaler.py).
+            {"key": EKS_NODEGROUP_LABEL, "operator": "DoesNotExist"},
         ],
         "expireAfter": pool.expire_after,
     }

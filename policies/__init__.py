@@ -13,6 +13,7 @@ from policies import (
     gpu_workloads,
     images,
     notebooks,
+    placement,
     pod_security,
     rbac,
     serving,
@@ -22,4 +23,4 @@ from policies import (
 
 POLICIES: list = [*gpu.POLICIES, *gpu_workloads.POLICIES, *egress.POLICIES, *workload_egress.POLICIES,
                   *pod_security.POLICIES, *data.POLICIES, *compliance.POLICIES, *rbac.POLICIES, *serving.POLICIES,
-                  *images.POLICIES, *notebooks.POLICIES, *quotas.POLICIES]
+                  *images.POLICIES, *notebooks.POLICIES, *quotas.POLICIES, *placement.POLICIES]

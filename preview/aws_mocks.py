@@ -129,7 +129,9 @@ class AwsLikeMocks(pulumi.runtime.Mocks):
             self.eni_subnets.update(enis)
             return {"networkInterfaceIds": sorted(enis)}
         if typ == "aws:eks/nodeGroup:NodeGroup":
-            return {"status": "ACTIVE"}
+            # EKS names the group's ASG eks-<node group>-<uuid>.
+            asg = f"eks-{inputs.get('nodeGroupName', name)}-{_hex(name, 'asg', length=8)}"
+            return {"status": "ACTIVE", "resources": [{"autoscalingGroups": [{"name": asg}]}]}
         if typ == "aws:cloudwatch/eventRule:EventRule":
             return {"name": real_name}
         return {}

@@ -36,6 +36,7 @@ FREE_FORM_KEYS = {"nodeSelector", "labels", "annotations", "extraLabels", "podLa
 FREE_FORM_PATHS = {
     "hub.config": "JupyterHub traitlets config (any class.trait; test_notebook_pods loads it with the real JupyterHub)",
     "grafana.grafana.ini": "grafana.ini sections and keys, written to the file as given",
+    "extraArgs": "cluster-autoscaler flags: its deployment template passes every key as --<key>=<value>",
 }
 
 

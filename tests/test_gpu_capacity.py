@@ -160,7 +160,7 @@ def test_every_gpu_pool_is_tainted_limited_labelled_and_scales_to_zero(stack, re
         assert node_labels[labels.GPU_TYPE] == pool.gpu_type
         assert node_labels[labels.GPU_SHARING] == pool.sharing.mode
         assert node_labels[labels.NODE_POOL] == pool.name
-        requirements = {r["key"]: r["values"] for r in template["spec"]["requirements"]}
+        requirements = {r["key"]: r.get("values") for r in template["spec"]["requirements"]}
         assert requirements["node.kubernetes.io/instance-type"] == pool.instance_types
         assert requirements[labels.CAPACITY_TYPE] == pool.capacity_types
         # Labels are valid label values (the CRD's CEL rules are not checked offline).
@@ -169,13 +169,14 @@ def test_every_gpu_pool_is_tainted_limited_labelled_and_scales_to_zero(stack, re
             assert not key.split("/")[0].endswith(("karpenter.sh", "karpenter.k8s.aws"))
 
 
-def test_training_is_spot_inference_on_demand_and_prod_training_falls_back_to_on_demand(dev, prod):
+def test_training_is_spot_inference_on_demand_and_the_on_demand_fallback_is_a_named_pool(dev, prod):
     def capacity(rendered, name):
         pool = next(p for p in gpu_pools(rendered) if p["metadata"]["name"] == name)
         return next(r["values"] for r in pool["spec"]["template"]["spec"]["requirements"]
                     if r["key"] == labels.CAPACITY_TYPE)
     assert capacity(dev, "training") == ["spot"]
-    assert capacity(prod, "training") == ["spot", "on-demand"]
+    # Spot only: an on-demand fallback is its own pool that jobs opt into (training.fallbackPool), never silent.
+    assert capacity(prod, "training") == ["spot"] and capacity(prod, "training-on-demand") == ["on-demand"]
     assert capacity(dev, "inference") == capacity(prod, "inference") == ["on-demand"]
 
 
@@ -388,7 +389,7 @@ def test_mig_on_a_gpu_without_mig_names_the_pool_and_the_capable_gpus():
 def test_nodepools_count_in_the_gpu_capacity_teams_may_ask_for():
     from components.config import gpu_capacity
     config = parse_config(raw("prod"))
-    assert gpu_capacity(config) == 4 + 32 + 8 + 8
+    assert gpu_capacity(config) == 4 + 32 + 8 + 8 + 8
 
 
 # ---- the catalog ---------------------------------------------------------------------------------------------

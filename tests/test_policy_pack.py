@@ -204,6 +204,16 @@ VIOLATIONS: dict[str, Callable[[Plan], Any]] = {
     # quotas are exceeded too; the rule reports the stack once).
     "ec2-gpu-vcpu-quotas-granted": lambda p: _find(p, "aws:eks/nodeGroup:NodeGroup", "cluster-gpu-a10g-inference")[
         "inputs"].update(capacityType="SPOT"),
+    # 1 + 15 one-GPU replicas in a team whose queue holds 4 + 4 GPUs at most: never admitted whole.
+    "workload-fits-declared-capacity": lambda p: _add(p, "kubernetes:kubeflow.org/v1:PyTorchJob", "huge-job", {
+        "apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob",
+        "metadata": {"name": "huge", "namespace": "forecasting", "labels": {"kueue.x-k8s.io/queue-name": "training"}},
+        "spec": {"pytorchReplicaSpecs": {role: {"replicas": n, "template": {"spec": {
+            "nodeSelector": {"mlops.platform/node-pool": "training"},
+            "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+            "containers": [{"name": "pytorch", "image": "nvcr.io/nvidia/pytorch:25.01-py3",
+                            "resources": {"limits": {"nvidia.com/gpu": 1}}}]}}}
+            for role, n in (("Master", 1), ("Worker", 15))}}}),
 }
 
 

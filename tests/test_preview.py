@@ -40,7 +40,8 @@ def test_every_kubernetes_object_has_a_name_and_namespace_when_namespaced(build)
     cluster_scoped = {"Namespace", "StorageClass", "PriorityClass", "ClusterRole", "ClusterRoleBinding",
                       "CustomResourceDefinition", "PersistentVolume", "ValidatingAdmissionPolicy",
                       "ValidatingAdmissionPolicyBinding", "NodePool", "NodeOverlay", "EC2NodeClass", "ClusterPolicy",
-                      "ClusterServingRuntime", "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"}
+                      "ClusterServingRuntime", "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration",
+                      "ClusterQueue", "ResourceFlavor"}
     for o in objects:
         assert o["metadata"].get("name"), o
         if o["kind"] not in cluster_scoped:

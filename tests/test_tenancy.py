@@ -206,7 +206,10 @@ def test_namespaces_carry_the_team_label_and_pod_security_baseline(prod):
 
 def test_quota_counts_gpus_cpu_memory_and_storage_from_config(dev):
     hard = dev.obj("ResourceQuota", "team-quota", "fraud-detection")["spec"]["hard"]
-    assert hard["requests.nvidia.com/gpu"] == "4"
+    # gpuQuota plus what the team's Kueue queue may borrow (components/planning/capacity.py, docs/capacity.md)
+    queue = dev.obj("ClusterQueue", "fraud-detection")["spec"]["resourceGroups"][0]["flavors"][0]["resources"]
+    gpu = next(r for r in queue if r["name"] == "nvidia.com/gpu")
+    assert gpu["nominalQuota"] == 4 and hard["requests.nvidia.com/gpu"] == str(4 + gpu["borrowingLimit"])
     assert hard["requests.cpu"] == "64" and hard["requests.memory"] == "256Gi"
     assert hard["requests.storage"] == f"{1000 + 1200}Gi"   # the team's volumes plus its 1200 GiB dataset claim
     assert hard["services.loadbalancers"] == "0" and hard["services.nodeports"] == "0"
@@ -329,7 +332,10 @@ def test_a_team_with_only_a_name_and_gpu_quota_is_a_complete_isolated_tenant():
     rendered = Rendered(run_config(config))
     ns = "forecasting"
     assert rendered.obj("Namespace", ns)["metadata"]["labels"][labels.TEAM] == ns
-    assert rendered.obj("ResourceQuota", "team-quota", ns)["spec"]["hard"]["requests.nvidia.com/gpu"] == "1"
+    quota = rendered.obj("ResourceQuota", "team-quota", ns)["spec"]["hard"]["requests.nvidia.com/gpu"]
+    queue = rendered.obj("ClusterQueue", ns)["spec"]["resourceGroups"][0]["flavors"][0]["resources"]
+    gpu = next(r for r in queue if r["name"] == "nvidia.com/gpu")
+    assert gpu["nominalQuota"] == 1 and quota == str(1 + gpu["borrowingLimit"])
     rendered.obj("LimitRange", "team-defaults", ns)
     rendered.obj("Role", "team-member", ns)
     rendered.obj("RoleBinding", "team-member", ns)

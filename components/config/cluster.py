@@ -84,6 +84,14 @@ class CiRolesConfig(Model):
         "Role of the deploy workflow (bootstrap output deployRoleArn): cluster admin, it applies every object"))
 
 
+class AutoscalerConfig(Model):
+    """The cluster-autoscaler that starts (and removes) nodes of the managed GPU node groups (components/autoscaler.py)."""
+
+    enabled: bool = Field(True, description="Install the cluster-autoscaler for `gpuNodeGroups` (chart 9.59.0, IRSA, "
+                                            "ASG discovery and scale-from-zero tags). Off: a node group with minSize 0 "
+                                            "that a workload targets is a config error (docs/capacity.md).")
+
+
 class ClusterConfig(Model):
     name: DnsLabel | None = Field(None, description="EKS cluster name; default `mlops-<stack>`.")
     kubernetes_version: Annotated[str, Field(pattern=r"^1\.\d{2}$")] = Field(
@@ -107,6 +115,7 @@ class ClusterConfig(Model):
         "Managed node groups of GPU instances: steady GPU capacity (Karpenter adds the elastic rest)."))
     ci_roles: CiRolesConfig = Field(default=CiRolesConfig(), description=(
         "The CI roles that get EKS access entries besides adminRoleArns (`cluster.ciRoles.preview`/`deploy`)"))
+    autoscaler: AutoscalerConfig = Field(AutoscalerConfig(), description="The cluster-autoscaler for the GPU node groups.")
 
     @model_validator(mode="after")
     def _unique_node_groups(self) -> ClusterConfig:
@@ -163,11 +172,18 @@ def endpoint_problems(cfg: PlatformConfig) -> list[Problem]:
 
 
 def problems(cfg: PlatformConfig, today: datetime.date | None = None) -> list[Problem]:
-    """Prod's system nodes (the platform's controllers) are on-demand; supported version; prod endpoint."""
+    """Prod's system nodes (the platform's controllers) are on-demand; supported version; prod endpoint; the
+    cluster-autoscaler has an image for the version."""
+    from components.autoscaler import IMAGE_TAGS
     found = version_problems(cfg.cluster.kubernetes_version, today) + endpoint_problems(cfg)
     nodes = cfg.cluster.system_nodes
     if cfg.is_prod and nodes.capacity_type != "ON_DEMAND":
         found.append(Problem("cluster.systemNodes.capacityType",
                              "must be 'ON_DEMAND' in prod: spot reclaims would evict the platform's controllers",
                              nodes.capacity_type))
+    if cfg.cluster.gpu_node_groups and cfg.cluster.autoscaler.enabled and \
+            cfg.cluster.kubernetes_version not in IMAGE_TAGS:
+        found.append(Problem("cluster.kubernetesVersion", "has no cluster-autoscaler image pinned (its minor must match "
+                             f"the control plane's); pinned: {', '.join(IMAGE_TAGS)} in components/autoscaler.py",
+                             cfg.cluster.kubernetes_version))
     return found

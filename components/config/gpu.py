@@ -131,7 +131,9 @@ class GpuConfig(Model):
     mig_strategy: Literal["single", "mixed"] = Field("mixed", description=(
         "The GPU operator's MIG strategy: mixed (resources per profile) or single (every MIG pool one profile per GPU)."))
     alerts: GpuAlertsConfig = Field(GpuAlertsConfig(), description="Thresholds of the GPU waste alerts.")
-
+    efa: bool = Field(True, description="EFA (Elastic Fabric Adapter) on GPU pools whose every instance type supports "
+                                        "it (components/data/gpus.yaml `efa`): the EFA device plugin, the node security "
+                                        "group's self-referencing rules and `vpc.amazonaws.com/efa` in job templates.")
 
 
 def problems(cfg: PlatformConfig) -> list[Problem]:

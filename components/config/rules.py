@@ -121,8 +121,11 @@ def problems(cfg: PlatformConfig) -> list[Problem]:
     found += supply_chain.problems(cfg)
     # Profiles and training jobs are resolved against the GPU pools: only once the pools themselves are valid.
     if not pool_problems:
-        found += notebooks.problems(cfg)
-        found += training.problems(cfg)
+        offered = notebooks.problems(cfg) + training.problems(cfg)
+        found += offered
+        if not offered:     # every profile and the training pool resolved: can each of them land somewhere?
+            from components.planning import capacity
+            found += capacity.stranded_problems(cfg)
     found += observability.problems(cfg)
     found += network.problems(cfg)
     found += cluster.problems(cfg)

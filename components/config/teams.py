@@ -174,7 +174,7 @@ class TeamConfig(Model):
 # A team's name is its namespace: not Kubernetes' own, not one the platform installs into.
 RESERVED_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease", "cert-manager", "gpu-operator",
                        "jupyterhub", "karpenter", "knative-serving", "kourier-system", "kserve", "kubeflow", "mlflow",
-                       "monitoring", "amazon-cloudwatch")
+                       "monitoring", "amazon-cloudwatch", "kueue-system")
 # Addresses inside the cluster a package index must not cover: the Kubernetes Service ranges EKS picks from, link-local
 # (instance metadata, node-local DNS) and loopback; the VPC itself (nodes and pods) is added per stack.
 CLUSTER_INTERNAL = ("10.100.0.0/16", "172.20.0.0/16", "169.254.0.0/16", "127.0.0.0/8")

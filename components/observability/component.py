@@ -29,6 +29,8 @@ class ObservabilityArgs:
     gpu_pools: list[GpuPool]                   # planning.gpu_supply.gpu_pools(cfg): prices and GPU shares
     gpu_idle_percent: int                      # gpu.alerts.idleUtilizationPercent: what "idle" means here too
     scraper: MetricsScraper = PROMETHEUS       # what the team NetworkPolicies admit; must be this Prometheus
+    # team -> GPUs its namespace quota allows (gpuQuota + what its Kueue queue may borrow); default: gpuQuota
+    team_quota_gpus: dict[str, int] | None = None
 
 
 class Observability(pulumi.ComponentResource):
@@ -84,7 +86,7 @@ class Observability(pulumi.ComponentResource):
             custom("queue-proxy", "PodMonitor", "knative-queue-proxy",
                    queue_proxy_pod_monitor_spec(team_namespaces, cfg.scrape_interval))
 
-        rules = prometheus_rules(args.teams, args.gpu_pools, args.gpu_idle_percent, cfg.alerts)
+        rules = prometheus_rules(args.teams, args.gpu_pools, args.gpu_idle_percent, cfg.alerts, args.team_quota_gpus)
         for rule_name, groups in rules.items():
             custom(rule_name, "PrometheusRule", rule_name, {"groups": groups})
 

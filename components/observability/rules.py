@@ -22,8 +22,11 @@ def _relabel(expr: str, target: str, value: str, source: str, regex: str) -> str
     return f'label_replace({expr}, "{target}", "{value}", "{source}", "{regex}")'
 
 
-def catalog_rules(teams: list[TeamConfig], pools: list[GpuPool]) -> list[dict[str, Any]]:
-    """Constant series from the data files and config: prices, GPUs per instance type, GPU shares, quota ceilings."""
+def catalog_rules(teams: list[TeamConfig], pools: list[GpuPool],
+                  quota_gpus: dict[str, int] | None = None) -> list[dict[str, Any]]:
+    """Constant series from the data files and config: prices, GPUs per instance type, GPU shares, quota ceilings.
+    `quota_gpus`: the GPUs each team's namespace quota allows (its gpuQuota plus what its queue may borrow)."""
+    quota_gpus = quota_gpus or {}
     rules = [_constant("mlops:gpu_hour_price:usd", price, {"instance_type": t, "capacity_type": c})
              for (t, c), price in gpu_hour_prices(pools).items()]
     types = catalog.instance_types()
@@ -32,8 +35,8 @@ def catalog_rules(teams: list[TeamConfig], pools: list[GpuPool]) -> list[dict[st
     rules += [_constant("mlops:gpu_resource_share:ratio", share, {"node_pool": p.name, "resource": ksm_resource(r)})
               for p in pools for r, share in sorted(gpu_resource_shares(p).items())]
     ceiling = gpu_hour_ceiling(pools)
-    rules += [_constant("mlops:team_gpu_quota_ceiling:usd_per_hour", t.gpu_quota * ceiling, {"namespace": t.name})
-              for t in teams]
+    rules += [_constant("mlops:team_gpu_quota_ceiling:usd_per_hour", quota_gpus.get(t.name, t.gpu_quota) * ceiling,
+                        {"namespace": t.name}) for t in teams]
     return rules
 
 
@@ -172,7 +175,8 @@ def capacity_alert_rules(alerts: ObservabilityAlertsConfig) -> list[dict[str, An
 
 
 def prometheus_rules(teams: list[TeamConfig], pools: list[GpuPool], idle_percent: int,
-                     alerts: ObservabilityAlertsConfig) -> dict[str, list[dict[str, Any]]]:
+                     alerts: ObservabilityAlertsConfig,
+                     quota_gpus: dict[str, int] | None = None) -> dict[str, list[dict[str, Any]]]:
     """PrometheusRule object name -> its groups."""
     interval = f"{RULE_INTERVAL_SECONDS}s"
     model_groups = [{"name": "mlops-model-alerts", "rules": model_alert_rules(alerts)}]
@@ -181,7 +185,7 @@ def prometheus_rules(teams: list[TeamConfig], pools: list[GpuPool], idle_percent
         model_groups.insert(0, {"name": "mlops-model-targets", "interval": interval, "rules": targets})
     return {
         "mlops-gpu-cost": [
-            {"name": "mlops-gpu-catalog", "interval": interval, "rules": catalog_rules(teams, pools)},
+            {"name": "mlops-gpu-catalog", "interval": interval, "rules": catalog_rules(teams, pools, quota_gpus)},
             {"name": "mlops-gpu-allocation", "interval": interval, "rules": allocation_rules(idle_percent)},
         ],
         "mlops-models": model_groups,

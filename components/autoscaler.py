@@ -45,7 +45,6 @@ OWNER_TAG = "k8s.io/cluster-autoscaler/{cluster}"
 SCOPE_TAG = f"{labels.PREFIX}/cluster-autoscaler"
 TEMPLATE_PREFIX = "k8s.io/cluster-autoscaler/node-template/"
 EFA_RESOURCE = "vpc.amazonaws.com/efa"
-EKS_NODEGROUP_LABEL = "eks.amazonaws.com/nodegroup"   # on every managed node group node (set by EKS)
 
 RESOURCES = {"requests": {"cpu": "100m", "memory": "300Mi"}, "limits": {"memory": "600Mi"}}
 

@@ -44,7 +44,6 @@ INTERRUPTION_EVENTS = {
 }
 
 CONTROLLER_RESOURCES = {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}}
-EKS_NODEGROUP_LABEL = "eks.amazonaws.com/nodegroup"
 NODE_CLASS_REF = {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass"}
 
 
@@ -92,8 +91,7 @@ class Karpenter(pulumi.ComponentResource):
                             policy=queue.arn.apply(lambda arn: json.dumps(queue_policy(arn))), opts=child)
         for rule_name, (source, detail_type) in INTERRUPTION_EVENTS.items():
             rule = aws.cloudwatch.EventRule(
-                f"{name}-{rule_name}",
-                description=f"Karpenter interruption handling: {detail_type}",
+                f"{name}-{rule_name}", description=f"Karpenter interruption handling: {detail_type}",
                 event_pattern=json.dumps({"source": [source], "detail-type": [detail_type]}),
                 opts=child)
             aws.cloudwatch.EventTarget(f"{name}-{rule_name}", rule=rule.name, arn=queue.arn,
@@ -108,8 +106,7 @@ class Karpenter(pulumi.ComponentResource):
                                     description=f"Karpenter controller: {policy_name}",
                                     policy=documents.apply(lambda d, p=policy_name: json.dumps(d[p])), opts=child)
             aws.iam.RolePolicyAttachment(f"{name}-controller-{policy_name}", role=controller_role.name,
-                                         policy_arn=policy.arn,
-                                         opts=child)
+                                         policy_arn=policy.arn, opts=child)
 
         overlays_needed = any(node_overlays(p, args.gpu.mig_strategy) for p in args.gpu.node_pools)
         self.release = k8s.helm.v3.Release(
@@ -244,9 +241,8 @@ def _template_spec(pool: NodePoolConfig, requirements: list[dict]) -> dict:
             {"key": labels.CAPACITY_TYPE, "operator": "In", "values": list(pool.capacity_types)},
             {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]},
             {"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]},
-            # Never a managed node group's node (EKS labels those): the cluster-autoscaler owns those groups, and a
-            # pod selecting one must not make Karpenter launch a look-alike (components/autoscaler.py).
-            {"key": EKS_NODEGROUP_LABEL, "operator": "DoesNotExist"},
+            # Never a managed node group's node: the cluster-autoscaler owns those (components/autoscaler.py).
+            {"key": labels.EKS_NODEGROUP, "operator": "DoesNotExist"},
         ],
         "expireAfter": pool.expire_after,
     }

@@ -26,6 +26,7 @@ DEPLOY_DRIVER = "nvidia.com/gpu.deploy.driver"             # "false": the AMI sh
 DEPLOY_TOOLKIT = "nvidia.com/gpu.deploy.container-toolkit"
 DEPLOY_DEVICE_PLUGIN = "nvidia.com/gpu.deploy.device-plugin"   # "false" on Bottlerocket (its own plugin)
 KARPENTER_NODEPOOL = "karpenter.sh/nodepool"
+EKS_NODEGROUP = "eks.amazonaws.com/nodegroup"    # set by EKS on every managed node group node
 CAPACITY_TYPE = "karpenter.sh/capacity-type"
 DO_NOT_DISRUPT = "karpenter.sh/do-not-disrupt"   # pod annotation "true": Karpenter does not voluntarily evict it
 

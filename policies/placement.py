@@ -43,7 +43,7 @@ def _node_group_pool(props: dict, autoscaled: set[str]) -> placement.Pool | None
         return None        # the system node group (not a catalog type): platform controllers only
     node_labels = {k: (v,) for k, v in as_dict(props.get("labels")).items() if isinstance(v, str)}
     name = node_labels.get(labels.NODE_POOL, (props.get("nodeGroupName", "?"),))[0]
-    node_labels["eks.amazonaws.com/nodegroup"] = (str(props.get("nodeGroupName", "?")),)
+    node_labels[labels.EKS_NODEGROUP] = (str(props.get("nodeGroupName", "?")),)
     taints = tuple(placement.Taint(t.get("key"), t.get("value") or "", EKS_TAINT_EFFECT.get(t.get("effect"), "NoSchedule"))
                    for t in as_list(props.get("taints")) if isinstance(t, dict))
     scaling = as_dict(props.get("scalingConfig"))

@@ -16,7 +16,6 @@ from components.config.problems import Problem
 from components.kueue import Flavor, TeamQueue, borrowing_limit
 from components.planning import gpu_supply, notebook_profiles, prices
 
-EKS_NODEGROUP = "eks.amazonaws.com/nodegroup"
 EKS_CAPACITY_TYPE = "eks.amazonaws.com/capacityType"
 
 
@@ -28,7 +27,7 @@ def autoscaled(cfg: Any) -> bool:
 def node_group_labels(group: Any) -> dict[str, str]:
     """Labels a GPU node group's nodes carry (EKS adds the node group and capacity type ones)."""
     from components.cluster import gpu_node_labels   # the component's own labels (one source)
-    return {**gpu_node_labels(group), EKS_NODEGROUP: f"gpu-{group.name}", EKS_CAPACITY_TYPE: group.capacity_type}
+    return {**gpu_node_labels(group), labels.EKS_NODEGROUP: f"gpu-{group.name}", EKS_CAPACITY_TYPE: group.capacity_type}
 
 
 def config_pools(cfg: Any) -> list[placement.Pool]:

@@ -184,7 +184,7 @@ def declared_pools(resources: Iterable[tuple[str, dict[str, Any]]]) -> list[Pool
         if typ == NODE_GROUP:
             name = str(props.get("nodeGroupName") or "?")
             node_labels = {k: {str(v)} for k, v in as_dict(props.get("labels")).items()}
-            node_labels["eks.amazonaws.com/nodegroup"] = {name}
+            node_labels[labels.EKS_NODEGROUP] = {name}
             node_labels[INSTANCE_TYPE] = {str(t) for t in as_list(props.get("instanceTypes"))}
             gpu = is_gpu_node_group(props)
             pools.append(Pool("node group", name, gpu, node_labels, {labels.GPU_RESOURCE} if gpu else set()))

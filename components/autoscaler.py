@@ -1,8 +1,9 @@
 """The Kubernetes cluster-autoscaler for the managed GPU node groups (`cluster.gpuNodeGroups`).
 
 EKS managed node groups are Auto Scaling groups; nothing starts a node in a group at zero unless something sets
-its desired capacity. This component installs the upstream cluster-autoscaler (chart 9.59.0, image matching the
-control plane's minor) with an IRSA role, and puts on each GPU node group's Auto Scaling group:
+its desired capacity. This component installs the upstream cluster-autoscaler (chart, and an image matching the
+control plane's minor, pinned in components/data/versions.yaml) with an IRSA role, and puts on each GPU node
+group's Auto Scaling group:
 
 - the discovery tags. EKS tags *every* managed node group's ASG with `k8s.io/cluster-autoscaler/enabled` and
   `k8s.io/cluster-autoscaler/<cluster>` (the system group too), so those two alone would let the autoscaler resize
@@ -30,12 +31,12 @@ from components import catalog, labels
 from components.endpoints import ClusterAccess
 from components.iam import irsa_role
 
-CHART = "cluster-autoscaler"
-CHART_VERSION = "9.59.0"
-CHART_REPO = "https://kubernetes.github.io/autoscaler"
-# The autoscaler's minor must match the control plane's (upstream's compatibility table); chart 9.59.0 defaults to
-# v1.35.0, so the image is set per Kubernetes minor. Newest patch releases of each line.
-IMAGE_TAGS = {"1.34": "v1.34.5"}
+PINNED = catalog.chart("cluster-autoscaler")
+CHART, CHART_VERSION, CHART_REPO = PINNED["chart"], PINNED["version"], PINNED["repo"]
+# The autoscaler's minor must match the control plane's: one image per Kubernetes minor (versions.yaml says why).
+IMAGE_PREFIX = "cluster-autoscaler-"
+IMAGES = {name.removeprefix(IMAGE_PREFIX): ref for name, ref in catalog.versions()["images"].items()
+          if name.startswith(IMAGE_PREFIX)}
 NAMESPACE = "kube-system"
 SERVICE_ACCOUNT = "cluster-autoscaler"
 
@@ -75,9 +76,9 @@ class ClusterAutoscaler(pulumi.ComponentResource):
     def __init__(self, name: str, args: ClusterAutoscalerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("mlops:autoscaler:ClusterAutoscaler", name, None, opts)
         access = args.access
-        if args.kubernetes_version not in IMAGE_TAGS:
+        if args.kubernetes_version not in IMAGES:
             raise ValueError(f"no cluster-autoscaler image pinned for Kubernetes {args.kubernetes_version}; "
-                             f"pinned: {', '.join(IMAGE_TAGS)}")
+                             f"pinned: {', '.join(IMAGES)}")
         if not args.node_groups:
             raise ValueError("the cluster-autoscaler needs at least one node group to scale")
         child = pulumi.ResourceOptions(parent=self)
@@ -176,7 +177,7 @@ def helm_values(cluster_name: pulumi.Input[str], region: pulumi.Input[str], role
             "tags": [ENABLED_TAG, OWNER_TAG.format(cluster="{{ .Values.autoDiscovery.clusterName }}"),
                      f"{SCOPE_TAG}={{{{ .Values.autoDiscovery.clusterName }}}}"],
         },
-        "image": {"tag": IMAGE_TAGS[kubernetes_version]},
+        "image": dict(zip(("repository", "tag"), IMAGES[kubernetes_version].rsplit(":", 1))),
         "rbac": {"serviceAccount": {"create": True, "name": SERVICE_ACCOUNT,
                                     "annotations": {"eks.amazonaws.com/role-arn": role_arn}}},
         # On the system node group: never on a node it might remove.

@@ -1,6 +1,6 @@
 """Kueue: training jobs admitted all-or-nothing, GPU quota per team, idle GPUs shared in one cohort.
 
-- The upstream chart (kueue 0.19.2, its CRDs in `templates/crd/`) on the system nodes, configured to manage only
+- The upstream chart (pinned in components/data/versions.yaml, its CRDs in `templates/crd/`) on the system nodes, configured to manage only
   the Kubeflow training jobs (PyTorchJob, TFJob) in team namespaces (`managedJobsNamespaceSelector` on the team
   label, `manageJobsWithoutQueueName: false`), with `waitForPodsReady`: an admitted job whose pods do not all run
   within the timeout is evicted and requeued, so a job never holds GPUs with half its workers.
@@ -25,12 +25,11 @@ import pulumi
 import pulumi_kubernetes as k8s
 import yaml
 
-from components import labels
+from components import catalog, labels
 
-CHART = "kueue"
-CHART_VERSION = "0.19.2"
-CHART_REPO = "oci://registry.k8s.io/kueue/charts"
-IMAGE = "registry.k8s.io/kueue/kueue:v0.19.2"
+PINNED = catalog.chart("kueue")
+CHART, CHART_VERSION, CHART_REPO = PINNED["chart"], PINNED["version"], PINNED["repo"]
+IMAGE = catalog.image("kueue")
 NAMESPACE = "kueue-system"
 API = "kueue.x-k8s.io/v1beta2"
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"

@@ -87,7 +87,7 @@ class CiRolesConfig(Model):
 class AutoscalerConfig(Model):
     """The cluster-autoscaler that starts (and removes) nodes of the managed GPU node groups (components/autoscaler.py)."""
 
-    enabled: bool = Field(True, description="Install the cluster-autoscaler for `gpuNodeGroups` (chart 9.59.0, IRSA, "
+    enabled: bool = Field(True, description="Install the cluster-autoscaler for `gpuNodeGroups` (upstream chart, IRSA, "
                                             "ASG discovery and scale-from-zero tags). Off: a node group with minSize 0 "
                                             "that a workload targets is a config error (docs/capacity.md).")
 
@@ -174,7 +174,7 @@ def endpoint_problems(cfg: PlatformConfig) -> list[Problem]:
 def problems(cfg: PlatformConfig, today: datetime.date | None = None) -> list[Problem]:
     """Prod's system nodes (the platform's controllers) are on-demand; supported version; prod endpoint; the
     cluster-autoscaler has an image for the version."""
-    from components.autoscaler import IMAGE_TAGS
+    from components.autoscaler import IMAGES
     found = version_problems(cfg.cluster.kubernetes_version, today) + endpoint_problems(cfg)
     nodes = cfg.cluster.system_nodes
     if cfg.is_prod and nodes.capacity_type != "ON_DEMAND":
@@ -182,8 +182,8 @@ def problems(cfg: PlatformConfig, today: datetime.date | None = None) -> list[Pr
                              "must be 'ON_DEMAND' in prod: spot reclaims would evict the platform's controllers",
                              nodes.capacity_type))
     if cfg.cluster.gpu_node_groups and cfg.cluster.autoscaler.enabled and \
-            cfg.cluster.kubernetes_version not in IMAGE_TAGS:
+            cfg.cluster.kubernetes_version not in IMAGES:
         found.append(Problem("cluster.kubernetesVersion", "has no cluster-autoscaler image pinned (its minor must match "
-                             f"the control plane's); pinned: {', '.join(IMAGE_TAGS)} in components/autoscaler.py",
+                             f"the control plane's); pinned: {', '.join(IMAGES)} in components/data/versions.yaml",
                              cfg.cluster.kubernetes_version))
     return found

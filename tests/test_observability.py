@@ -385,7 +385,7 @@ def test_the_check_finds_a_wrong_metric_or_label(dev, mistake):
 
 def test_dashboards_are_valid_grafana_json_provisioned_for_the_sidecar(dev):
     boards = dashboards(dev)
-    assert set(boards) == {"mlops-gpu", "mlops-cost", "mlops-models"}
+    assert set(boards) == {"mlops-gpu", "mlops-cost", "mlops-models", "mlops-training"}
     sidecar = values(dev)["grafana"]["sidecar"]["dashboards"]
     assert (sidecar["label"], sidecar["labelValue"], sidecar["searchNamespace"]) == \
         (observability.DASHBOARD_LABEL, "1", observability.NAMESPACE)

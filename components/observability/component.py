@@ -18,6 +18,7 @@ from components.observability.helm import (KUBE_PROMETHEUS_STACK, helm_values, k
 from components.observability.metrics import (DASHBOARD_LABEL, GRAFANA_ADMIN_SECRET, GRAFANA_ADMIN_USER, GRAFANA_URL,
                                               NAMESPACE, NAMESPACE_LABELS, RELEASE)
 from components.observability.rules import prometheus_rules
+from components.observability.workloads import workload_rule_groups
 from components.planning.gpu_supply import GpuPool
 
 @dataclass(frozen=True)
@@ -85,6 +86,7 @@ class Observability(pulumi.ComponentResource):
                    queue_proxy_pod_monitor_spec(team_namespaces, cfg.scrape_interval))
 
         rules = prometheus_rules(args.teams, args.gpu_pools, args.gpu_idle_percent, cfg.alerts)
+        rules["mlops-workload-cost"] = workload_rule_groups()
         for rule_name, groups in rules.items():
             custom(rule_name, "PrometheusRule", rule_name, {"groups": groups})
 

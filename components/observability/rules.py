@@ -37,16 +37,22 @@ def catalog_rules(teams: list[TeamConfig], pools: list[GpuPool]) -> list[dict[st
     return rules
 
 
+def node_info(selector: str) -> str:
+    """kube_node_labels{selector} with `node_pool`, `instance_type` and `capacity_type` (spot | on-demand, from
+    Karpenter's or EKS's label) as plain labels."""
+    info = f"kube_node_labels{selector}"
+    info = _relabel(info, "node_pool", "$1", ksm_label(labels.NODE_POOL), "(.+)")
+    info = _relabel(info, "instance_type", "$1", ksm_label("node.kubernetes.io/instance-type"), "(.+)")
+    info = _relabel(info, "capacity_type", "$1", ksm_label(labels.CAPACITY_TYPE), "(.+)")
+    managed = ksm_label("eks.amazonaws.com/capacityType")       # EKS managed node groups: SPOT / ON_DEMAND
+    return _relabel(_relabel(info, "capacity_type", "spot", managed, "SPOT"),
+                    "capacity_type", "on-demand", managed, "ON_DEMAND")
+
+
 def allocation_rules(idle_percent: int) -> list[dict[str, Any]]:
     """GPU equivalents and their cost per pod, team and workload; unallocated and idle GPUs. In order: each rule
     may use the ones before it (a group's rules are evaluated in sequence)."""
-    node_info = f'kube_node_labels{{{ksm_label(labels.GPU_TYPE)}!=""}}'
-    node_info = _relabel(node_info, "node_pool", "$1", ksm_label(labels.NODE_POOL), "(.+)")
-    node_info = _relabel(node_info, "instance_type", "$1", ksm_label("node.kubernetes.io/instance-type"), "(.+)")
-    node_info = _relabel(node_info, "capacity_type", "$1", ksm_label(labels.CAPACITY_TYPE), "(.+)")
-    managed = ksm_label("eks.amazonaws.com/capacityType")       # EKS managed node groups: SPOT / ON_DEMAND
-    node_info = _relabel(_relabel(node_info, "capacity_type", "spot", managed, "SPOT"),
-                         "capacity_type", "on-demand", managed, "ON_DEMAND")
+    gpu_nodes = node_info(f'{{{ksm_label(labels.GPU_TYPE)}!=""}}')
     gpu_requests = 'kube_pod_container_resource_requests{resource=~"nvidia_com_.+"}'
     running = '(max by (namespace, pod) (kube_pod_status_phase{phase="Running"}) == 1)'
 
@@ -66,7 +72,7 @@ def allocation_rules(idle_percent: int) -> list[dict[str, Any]]:
             f" or avg_over_time(DCGM_FI_DEV_GPU_UTIL[{RATE_WINDOW}]))")
     return [
         {"record": "mlops:gpu_node:info",
-         "expr": f"max by (node, node_pool, instance_type, capacity_type) ({node_info})"},
+         "expr": f"max by (node, node_pool, instance_type, capacity_type) ({gpu_nodes})"},
         {"record": "mlops:node_gpu_hour_price:usd",
          "expr": "mlops:gpu_node:info * on (instance_type, capacity_type) group_left () mlops:gpu_hour_price:usd"},
         {"record": "mlops:node_gpus:count",

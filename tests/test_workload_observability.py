@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
+import subprocess
 from typing import Any
 
 import jsonschema
@@ -376,3 +378,45 @@ def test_training_pods_carry_the_mlflow_run_id_for_the_cost_rules(stack):
     rule = next(r for g in rule_files(stack)["mlops-workload-cost"]["groups"] for r in g["rules"]
                 if r.get("record") == "mlops:training_pod:info")
     assert ksm_label(labels.MLFLOW_RUN_ID) in rule["expr"] and ksm_label(observability.TRAINING_JOB_LABEL) in rule["expr"]
+
+
+MLFLOW_SCRIPT = """
+import json, os, sys
+import mlflow
+mlflow.set_tracking_uri(sys.argv[1])
+if sys.argv[2] == "create":
+    client = mlflow.MlflowClient()
+    print(client.create_run(client.create_experiment("fraud")).info.run_id)
+else:                                   # the job's own code: no run id in it, only MLFLOW_RUN_ID in the environment
+    with mlflow.start_run() as run:
+        mlflow.log_metric("loss", 0.25)
+    print(json.dumps({"run": run.info.run_id, "loss": mlflow.get_run(run.info.run_id).data.metrics.get("loss")}))
+"""
+
+
+def test_a_job_pod_logs_to_the_run_its_label_names_with_the_real_mlflow_client(stack, tmp_path):
+    """The pod template's MLFLOW_RUN_ID, resolved as the kubelet does from the label the cost rules read, makes
+    `mlflow.start_run()` (MLflow 3.9, the platform's image) log to the run created beforehand; without the label the
+    variable is empty and MLflow starts a new run."""
+    python = upstream.clients_python()
+    uri = (tmp_path / "mlruns").as_uri()          # a file store: the same client code path, no database to migrate
+    script = tmp_path / "job.py"
+    script.write_text(MLFLOW_SCRIPT)
+
+    def mlflow_(mode: str, env: dict[str, str]) -> str:
+        done = subprocess.run([python, str(script), uri, mode], capture_output=True, text=True, timeout=300,
+                              env={**os.environ, **env}, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout.strip().splitlines()[-1]
+
+    template = yaml.safe_load(stack.obj("ConfigMap", training.DEFAULTS_CONFIGMAP, TEAM)["data"]["podTemplate.yaml"])
+    field = next(e for e in template["spec"]["containers"][0]["env"] if "fieldRef" in e.get("valueFrom", {}))
+    key = re.fullmatch(r"metadata\.labels\['(.+)'\]", field["valueFrom"]["fieldRef"]["fieldPath"]).group(1)
+    assert key == labels.MLFLOW_RUN_ID
+
+    run_id = mlflow_("create", {})
+    template["metadata"]["labels"][key] = run_id                # what the user sets on the job
+    logged = json.loads(mlflow_("job", {field["name"]: template["metadata"]["labels"].get(key, "")}))
+    assert logged == {"run": run_id, "loss": 0.25}
+    del template["metadata"]["labels"][key]                     # a job without the label: a new run
+    assert json.loads(mlflow_("job", {field["name"]: template["metadata"]["labels"].get(key, "")}))["run"] != run_id

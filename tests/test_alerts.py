@@ -21,8 +21,8 @@ import yaml
 
 from components.config.alerting import AlertmanagerConfig
 from components.observability import alertmanager
-from preview import engine
-from tests import upstream
+from preview import engine, render
+from tests import charts, upstream
 from tests.conftest import Rendered, config_problems, run_config
 from tests.test_prometheus_rules import DCGM_TARGET, PROMTOOL_HOW, Stack, promtool_test, series
 
@@ -181,6 +181,29 @@ def test_the_offline_render_masks_the_config():
     assert config_text(rendered) == engine.SECRET_PLACEHOLDER
     values = rendered.helm(alertmanager.RELEASE)["values"]["alertmanager"]
     assert values["alertmanagerSpec"]["useExistingSecret"] is True and "config" not in values
+
+
+def chart_objects(rendered: Rendered, charts_dir: Path) -> list[dict[str, Any]]:
+    """kube-prometheus-stack rendered by the real chart and helm with the release's values."""
+    helm = upstream.tool("helm", charts.HELM_HOW)
+    inputs = next(r.inputs for r in render.helm_releases(rendered.run) if r.inputs["name"] == alertmanager.RELEASE)
+    code, out, err = charts.template(helm, charts.archive(charts_dir, inputs), inputs)
+    assert code == 0, err[-800:]
+    return charts.objects(out)
+
+
+def test_the_chart_runs_alertmanager_on_the_secret_and_prometheus_sends_to_it(unmasked, charts_dir):
+    """The operator reads `alertmanager-<Alertmanager name>` (its default configSecret), which the component writes
+    in the same namespace; the chart writes no config of its own, and Prometheus is pointed at this Alertmanager."""
+    objects = chart_objects(unmasked, charts_dir)
+    (am,) = [o for o in objects if o["kind"] == "Alertmanager"]
+    assert f"alertmanager-{am['metadata']['name']}" == alertmanager.CONFIG_SECRET and "configSecret" not in am["spec"]
+    ours = unmasked.obj("Secret", alertmanager.CONFIG_SECRET)
+    assert ours["metadata"]["namespace"] == am["metadata"]["namespace"]
+    assert [o for o in objects if o["kind"] == "Secret" and o["metadata"]["name"] == alertmanager.CONFIG_SECRET] == []
+    (prometheus,) = [o for o in objects if o["kind"] == "Prometheus"]
+    targets = prometheus["spec"]["alerting"]["alertmanagers"]
+    assert [(t["namespace"], t["name"]) for t in targets] == [(am["metadata"]["namespace"], am["metadata"]["name"])]
 
 
 # ---- the rightsizing text, by promtool on DCGM-shaped series --------------------------------------------------------

@@ -143,6 +143,19 @@ def test_each_teams_alerts_reach_its_receiver(unmasked, amtool, tmp_path, team, 
     assert routes(amtool, write(tmp_path, config_text(unmasked)), labels) == [receiver]
 
 
+CLUSTER_WIDE = {"GpuNodePoolAtLimitWithPendingPods"}
+
+
+def test_every_alert_but_the_cluster_wide_ones_names_its_team(unmasked):
+    """A new alert about a team's workload must carry `team`, or it reaches only the platform receiver."""
+    alerts = {r["alert"]: r.get("labels", {}) for o in unmasked.objects("PrometheusRule") for g in o["spec"]["groups"]
+              for r in g["rules"] if "alert" in r}
+    assert CLUSTER_WIDE < set(alerts)
+    assert {name: labels.get("team") for name, labels in alerts.items() if name not in CLUSTER_WIDE
+            and labels.get("team") != "{{ $labels.namespace }}"} == {}
+    assert not any("team" in alerts[name] for name in CLUSTER_WIDE)
+
+
 def test_cluster_wide_alerts_reach_the_platform_receiver(unmasked, amtool, tmp_path):
     labels = alert_labels(unmasked, "GpuNodePoolAtLimitWithPendingPods", nodepool="training",
                           resource_type="nvidia.com/gpu")

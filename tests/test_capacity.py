@@ -35,7 +35,8 @@ def prod_like(**changes) -> dict:
         P + "environment": "prod",
         P + "protectData": True,
         P + "network": {"vpcCidr": "10.40.0.0/16", "azCount": 3, "natGateways": "perAz"},
-        P + "cluster": {"publicAccessCidrs": ["203.0.113.0/24"], "gpuNodeGroups": [{"name": "a10g", "instanceTypes": ["g5.xlarge", "g5.2xlarge"],
+        P + "cluster": {"publicAccessCidrs": ["203.0.113.0/24"],
+                        "gpuNodeGroups": [{"name": "a10g", "instanceTypes": ["g5.xlarge", "g5.2xlarge"],
                                            "minSize": 0, "desiredSize": 0, "maxSize": 4}]},
         P + "teams": [{"name": "fraud", "gpuQuota": 8, "notebookProfiles": ["cpu", "a10g"]},
                       {"name": "forecasting", "gpuQuota": 4}],
@@ -48,6 +49,8 @@ def prod_like(**changes) -> dict:
                                    "tokenUrl": "https://login.example.com/token",
                                    "userdataUrl": "https://login.example.com/userinfo"}},
         P + "supplyChain": {"scanning": "enhanced"},
+        P + "observability": {"alertmanager": {"platformReceiver": {"emailTo": ["oncall@example.org"]},
+                                                "smtp": {"smarthost": "smtp.example.org:587", "from": "alerts@example.org"}}},
     }
     config.update(changes)
     return config

@@ -39,7 +39,9 @@ EXAMPLE_HEADER = """\
 # - `job-type: training` gives them the team's training egress (MLflow, S3, FSx, each other) and nothing else;
 # - service account `training`: IRSA read of the team's datasets, read/write of its DVC prefix;
 # - the dataset claim `dataset-transactions` is mounted read-only at /datasets/transactions;
-# - priority class `mlops-training`; the image comes from the team's ECR repository (pushed by the scanning CI).
+# - priority class `mlops-training`; the image comes from the team's ECR repository (pushed by the scanning CI);
+# - label `mlops.platform/mlflow-run-id`: the MLflow run this job logs to (create it first; its id replaces this one);
+#   the pods get it as MLFLOW_RUN_ID, and the training dashboard links the job's GPU-hours and cost to that run.
 # The same pod template is in the team namespace's ConfigMap `training-job-defaults` (components/training.py).
 # Rendered by components.training.example_pytorchjob; tests/test_training.py checks this file against it, against
 # the upstream PyTorchJob schema and with the policy pack.

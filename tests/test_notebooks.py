@@ -27,7 +27,7 @@ from components.notebooks import (
 )
 from policies.notebooks import SERVER_SHUTDOWN, server_arg
 from preview import engine, render
-from tests.conftest import run_config, stack_yaml
+from tests.conftest import fixture_stack_file, run_config, stack_yaml
 
 STACKS = ["dev", "prod"]
 GPU_RESOURCES = ("nvidia.com/gpu", "nvidia.com/gpu.shared")
@@ -287,7 +287,7 @@ def test_prod_authenticates_with_oidc_and_reads_the_secret_from_a_secret(prod):
 
 def test_client_secret_never_appears_in_clear_in_the_build_output(prod, tmp_path):
     # The program is handed the offline placeholder for the `secure:` value (so a leak would show it) ...
-    config, secret_keys = engine.read_stack_config(engine.stack_file("prod"))
+    config, secret_keys = engine.read_stack_config(fixture_stack_file("prod"))
     assert json.loads(config["mlops-platform:notebooks"])["auth"]["clientSecret"] == engine.OFFLINE_SECRET
     assert "mlops-platform:notebooks" in secret_keys
     # ... and writes it nowhere.

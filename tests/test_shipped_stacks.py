@@ -16,7 +16,7 @@ from components.config import parse_config
 from policies import POLICIES
 from preview import check, engine
 from tests import schemas
-from tests.conftest import PROJECT_DIR, SHIPPED_STACKS, Rendered, rendered_stack, run_capturing
+from tests.conftest import PROJECT_DIR, SHIPPED_STACKS, Rendered, rendered_shipped, run_capturing
 
 PREFIX = "mlops-platform:"
 NEW_TEAMS = [
@@ -58,7 +58,7 @@ def config_of(stack_file: Path) -> dict[str, Any]:
 def test_every_shipped_stack_validates_renders_and_passes_every_policy(stack):
     """(Strict schemas of every shipped stack: tests/test_schemas.py.)"""
     parse_config(config_of(engine.stack_file(stack)))
-    rendered = rendered_stack(stack)
+    rendered = rendered_shipped(stack)
     assert rendered.resources
     assert generic_problems(stack, rendered, None) == []
 
@@ -77,7 +77,7 @@ def test_stacks_with_two_teams_added_as_the_readme_shows_pass_every_check(stack,
 
 def test_the_generic_checks_can_fail(schemas_dir):
     """A policy violation and a schema error in a rendered stack both show up."""
-    rendered = rendered_stack(SHIPPED_STACKS[0])
+    rendered = rendered_shipped(SHIPPED_STACKS[0])
     broken = Rendered(rendered.run)
     broken.manifests = [*rendered.manifests, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"},
                                               "bogus": 1}]

@@ -32,6 +32,7 @@ sys.path.insert(0, str(PROJECT_DIR))
 from tests.upstream import CACHE_DIR, DATA_KINDS, locate  # noqa: E402  (the suite's own lookup decides what is found)
 
 MANIFEST = Path(__file__).with_name("test-data.yaml")
+DEFAULT_DEST = CACHE_DIR / "test-data"          # where tests/upstream.py looks last
 MIRROR_ENV = "MLOPS_TEST_DATA_MIRROR"
 TIMEOUT_S = 60
 
@@ -59,6 +60,8 @@ def fetch(url: str) -> bytes:
     try:
         with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response:  # noqa: S310 (pinned https/file URLs)
             return response.read()
+    except urllib.error.HTTPError as exc:
+        raise FetchError(f"{url}: HTTP {exc.code} {exc.reason}") from exc
     except (urllib.error.URLError, OSError) as exc:
         raise FetchError(f"{url}: {getattr(exc, 'reason', exc)}") from exc
 
@@ -114,7 +117,7 @@ def fill(kind: str, entries: list[dict], dest: Path, mirror: str | None) -> list
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dest", type=Path, default=CACHE_DIR / "test-data", help="folder holding <kind>/")
+    parser.add_argument("--dest", type=Path, default=DEFAULT_DEST, help="folder holding <kind>/")
     parser.add_argument("--manifest", type=Path, default=MANIFEST)
     parser.add_argument("--force", action="store_true", help="fill the cache even where the suite finds data")
     args = parser.parse_args(argv)

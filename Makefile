@@ -9,7 +9,7 @@ REQUIREMENTS := requirements.txt requirements-dev.txt policies/requirements.txt 
 CLIENTS := .venv-clients
 HELM := .cache/tools/helm
 
-.PHONY: preview check test bench prices docs clean clients helm fuzz-config
+.PHONY: preview check test test-data bench prices docs clean clients helm fuzz-config
 
 $(VENV)/.installed: $(REQUIREMENTS)
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ check: $(VENV)/.installed
 
 test: $(VENV)/.installed $(CLIENTS)/.installed $(HELM)
 	$(PY) -m pytest -q -n 2
+
+# The suite's upstream test data (CRD/values schemas, charts) into .cache/test-data from the pinned URLs of
+# tools/test-data.yaml, each file sha256-checked; nothing to do where the suite already finds it (docs/testing.md).
+test-data: $(VENV)/.installed
+	$(PY) tools/get_test_data.py
 
 # A few thousand seeded mutations of the stack files: no traceback, invalid ones never rendered (docs/config-errors.md).
 FUZZ_CASES ?= 3000

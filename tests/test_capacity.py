@@ -39,7 +39,7 @@ def prod_like(**changes) -> dict:
                         "gpuNodeGroups": [{"name": "a10g", "instanceTypes": ["g5.xlarge", "g5.2xlarge"],
                                            "minSize": 0, "desiredSize": 0, "maxSize": 4}]},
         P + "teams": [{"name": "fraud", "gpuQuota": 8, "notebookProfiles": ["cpu", "a10g"]},
-                      {"name": "forecasting", "gpuQuota": 4}],
+                      {"name": "forecast-lab", "gpuQuota": 4}],
         P + "gpu": {"nodePools": [{"name": "training", "instanceTypes": ["p4d.24xlarge"], "capacityTypes": ["spot"],
                                    "gpuLimit": 16}]},
         P + "notebooks": {"auth": {"type": "oidc", "clientId": "hub",

@@ -17,7 +17,7 @@ from components.model_rollout import ModelRollout, ModelRolloutArgs, registry_ro
 from components.network import Network, NetworkArgs
 from components.notebooks import Notebooks, NotebooksArgs
 from components.observability import Observability, ObservabilityArgs
-from components.planning.gpu_supply import gpu_pools, training_pool
+from components.planning.gpu_supply import fallback_pool, gpu_pools, training_pool
 from components.planning.notebook_profiles import notebook_profiles, team_notebook_group
 from components.planning.capacity import namespace_gpu_quota, node_group_labels, team_queues, training_flavors
 from components.serving import Serving, ServingArgs
@@ -90,6 +90,7 @@ notebooks = Notebooks("notebooks", NotebooksArgs(
 training = Training("training", TrainingArgs(
     config=config.training, access=cluster.access, pool=training_pool(config), team_access=list(teams.values()),
     priority_class=PRIORITY_CLASSES.training, monitoring=observability.release if observability else None,
+    fallback_pool=fallback_pool(config), checkpoint_bucket=datasets.dvc_bucket_name,
 )) if config.training.enabled else None
 
 # Kueue: training jobs admitted whole against per-team GPU quotas, idle GPUs shared in one cohort.

@@ -18,8 +18,9 @@ How it is installed (so a real `pulumi up` applies it and the offline preview sh
 
 Per team (`TeamAccess` from tenancy): a ConfigMap `training-job-defaults` with the pod template a job's replicas
 use (the spot training pool's node selector, the GPU toleration, the `job-type: training` label the team's egress
-NetworkPolicies key on, the team's `training` service account, priority class `mlops-training`), the same
-template `examples/pytorchjob.yaml` is rendered from.
+NetworkPolicies key on, the team's `training` service account, priority class `mlops-training`, the spot grace
+period), the Kueue queue label, the named on-demand fallback pool and the team's checkpoint prefix: the template the
+examples are rendered from (components/training_jobs.py).
 """
 
 from __future__ import annotations
@@ -29,12 +30,12 @@ from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
-import yaml
 
 from components import catalog, labels
 from components.config import TrainingConfig
 from components.endpoints import PRIORITY_CLASSES, ClusterAccess, TeamAccess
 from components.planning.gpu_supply import GpuPool
+from components.training_jobs import DEFAULTS_CONFIGMAP, job_defaults_data
 
 # ---- pinned versions: components/data/versions.yaml
 TRAINING_OPERATOR_VERSION = catalog.versions()["manifests"]["training-operator"]
@@ -57,7 +58,6 @@ WEBHOOK_PORT = 9443
 METRICS_PORT = 8080
 METRICS_PORT_NAME = "monitoring-port"
 HEALTH_PORT = 8081
-DEFAULTS_CONFIGMAP = "training-job-defaults"
 SYSTEM_NODES = {"kubernetes.io/os": "linux", labels.NODE_ROLE: "system"}
 NAMESPACE_LABELS = {
     "pod-security.kubernetes.io/enforce": "restricted",
@@ -99,6 +99,8 @@ class TrainingArgs:
     # The release that installs the Prometheus operator's CRDs (Observability.release); without one, the operator's
     # metrics are not scraped (no ServiceMonitor could be accepted).
     monitoring: pulumi.Resource | None = None
+    fallback_pool: GpuPool | None = None            # training.fallbackPool: on-demand, jobs opt in by node selector
+    checkpoint_bucket: pulumi.Input[str] | None = None   # the DVC bucket: checkpoints under <team>/checkpoints/
 
 
 class Training(pulumi.ComponentResource):
@@ -156,7 +158,7 @@ class Training(pulumi.ComponentResource):
                 f"{name}-{team.name}-defaults",
                 metadata=k8s.meta.v1.ObjectMetaArgs(name=DEFAULTS_CONFIGMAP, namespace=team.namespace,
                                                     labels={labels.TEAM: team.name}),
-                data=job_defaults_data(team, args.pool, args.priority_class),
+                data=job_defaults_data(team, args.pool, args.priority_class, args.fallback_pool, args.checkpoint_bucket),
                 opts=after(team.namespace_resource))
             self.job_defaults.append(f"{team.namespace}/{DEFAULTS_CONFIGMAP}")
 
@@ -254,81 +256,3 @@ def webhooks() -> list[dict[str, Any]]:
         "rules": [{"apiGroups": ["kubeflow.org"], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
                    "resources": [plural]}],
     } for scheme, (_, plural, path) in JOB_KINDS.items() if path]
-
-
-def job_pod_template(team: TeamAccess, pool: GpuPool, priority_class: str, image: str, command: list[str],
-                     gpus: int = 1, cpu: str = "3", memory: str = "12Gi",
-                     datasets: tuple[str, ...] = (), mlflow_run_id: str | None = None) -> dict[str, Any]:
-    """A training replica's pod template: the team's `training` identity and label, the GPU pool, its taint, and a
-    read-only mount of each dataset claim (`dataset-<name>`, tenancy) at `/datasets/<name>`. With `mlflow_run_id`
-    (a run created beforehand) the pods carry it as a label, which the cost rules join the job's GPU-hours and cost
-    to, and as MLFLOW_RUN_ID, so `mlflow.start_run()` in the job logs to that very run."""
-    resource = next(iter(pool.resources))
-    pod_labels = {labels.JOB_TYPE: "training", labels.TEAM: team.name}
-    if mlflow_run_id:
-        pod_labels[labels.MLFLOW_RUN_ID] = mlflow_run_id
-    template: dict[str, Any] = {
-        "metadata": {"labels": pod_labels},
-        "spec": {
-            "serviceAccountName": team.training_service_account,
-            "priorityClassName": priority_class,
-            "nodeSelector": {labels.NODE_POOL: pool.name, labels.GPU_TYPE: pool.gpu_type},
-            "tolerations": [{"key": labels.GPU_TAINT["key"], "operator": "Equal", "value": labels.GPU_TAINT["value"],
-                             "effect": labels.GPU_TAINT["effect"]}],
-            "containers": [{
-                "name": "pytorch",            # the PyTorchJob controller looks for a container of this name
-                "image": image,
-                "command": list(command),
-                # From the pod's own label: one place to set the run (empty without it: MLflow starts a new run).
-                "env": [{"name": "MLFLOW_RUN_ID", "valueFrom": {"fieldRef": {
-                    "fieldPath": f"metadata.labels['{labels.MLFLOW_RUN_ID}']"}}}],
-                "resources": {"requests": {"cpu": cpu, "memory": memory, resource: gpus},
-                              "limits": {"memory": memory, resource: gpus}},
-            }],
-        },
-    }
-    if datasets:
-        template["spec"]["containers"][0]["volumeMounts"] = [
-            {"name": f"dataset-{d}", "mountPath": f"/datasets/{d}", "readOnly": True} for d in datasets]
-        template["spec"]["volumes"] = [
-            {"name": f"dataset-{d}", "persistentVolumeClaim": {"claimName": f"dataset-{d}", "readOnly": True}}
-            for d in datasets]
-    return template
-
-
-def job_defaults_data(team: TeamAccess, pool: GpuPool, priority_class: str) -> dict[str, str]:
-    template = job_pod_template(team, pool, priority_class, image="<your image>", command=["<your command>"],
-                                mlflow_run_id="<your MLflow run id>")
-    return {
-        "pool": pool.name,
-        "gpuType": pool.gpu_type,
-        "capacityTypes": ",".join(pool.capacity_types),
-        "gpuResource": next(iter(pool.resources)),
-        "serviceAccount": team.training_service_account,
-        "priorityClass": priority_class,
-        "podTemplate.yaml": yaml.safe_dump(template, sort_keys=False),
-    }
-
-
-def example_pytorchjob(team: TeamAccess, pool: GpuPool, image: str, workers: int = 1, name: str = "fraud-train",
-                       dataset: str = "transactions", mlflow_run_id: str = "4c1e9a7f2b8d4e6a9f0c3b5d7e1a2c4f",
-                       priority_class: str = PRIORITY_CLASSES.training) -> dict[str, Any]:
-    """The example PyTorchJob (`examples/pytorchjob.yaml`): one master and `workers` workers, one GPU each, on the
-    spot training pool; torchrun reads the rendezvous settings the operator sets (MASTER_ADDR, WORLD_SIZE, ...)."""
-    command = ["sh", "-c", f"dvc pull -r platform && torchrun train.py --data /datasets/{dataset}"]
-
-    def template() -> dict[str, Any]:
-        return job_pod_template(team, pool, priority_class, image, command, datasets=(dataset,),
-                                mlflow_run_id=mlflow_run_id)
-    return {
-        "apiVersion": "kubeflow.org/v1",
-        "kind": "PyTorchJob",
-        "metadata": {"name": name, "namespace": team.namespace, "labels": {labels.TEAM: team.name}},
-        "spec": {
-            "runPolicy": {"cleanPodPolicy": "None", "backoffLimit": 3, "ttlSecondsAfterFinished": 86400},
-            "pytorchReplicaSpecs": {
-                "Master": {"replicas": 1, "restartPolicy": "OnFailure", "template": template()},
-                "Worker": {"replicas": workers, "restartPolicy": "OnFailure", "template": template()},
-            },
-        },
-    }

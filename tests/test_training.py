@@ -15,19 +15,13 @@ import yaml
 from components import labels
 from components.config import ConfigError, parse_config, training_pool
 from components.endpoints import PRIORITY_CLASSES, TeamAccess
-from components.training import (
-    CRD_URL,
-    DEFAULTS_CONFIGMAP,
-    NAMESPACE,
-    OPERATOR_IMAGE,
-    TRAINING_OPERATOR_VERSION,
-    WEBHOOK_CONFIGURATION,
-    example_pytorchjob,
-)
+from components.training import CRD_URL, NAMESPACE, OPERATOR_IMAGE, TRAINING_OPERATOR_VERSION, WEBHOOK_CONFIGURATION
+from components.training_jobs import DEFAULTS_CONFIGMAP, example_pytorchjob
 from policies import POLICIES
 from preview.check import evaluate
 from tests import schemas
 from tests.conftest import PROJECT_DIR, run_config, stack_yaml
+from tests.example_stack import stack_with_team
 from tests.policy_harness import resource
 
 EXAMPLE = PROJECT_DIR / "examples" / "pytorchjob.yaml"
@@ -42,10 +36,11 @@ EXAMPLE_HEADER = f"""\
 # - service account `training`: IRSA read of the team's datasets, read/write of its DVC prefix;
 # - the dataset claim `dataset-transactions` is mounted read-only at /datasets/transactions;
 # - priority class `mlops-training`; the image comes from the team's ECR repository (pushed by the scanning CI);
+# - label `kueue.x-k8s.io/queue-name: training`: Kueue admits the job whole through the team's LocalQueue;
 # - label `mlops.platform/mlflow-run-id`: the MLflow run this job logs to (create it first; its id replaces this one);
 #   the pods get it as MLFLOW_RUN_ID, and the training dashboard links the job's GPU-hours and cost to that run.
 # The same pod template is in the team namespace's ConfigMap `training-job-defaults` (components/training.py).
-# Rendered by components.training.example_pytorchjob; tests/test_training.py checks this file against it, against
+# Rendered by components.training_jobs.example_pytorchjob; tests/test_training.py checks this file against it, against
 # the upstream PyTorchJob schema and with the policy pack.
 #   kubectl apply -f examples/pytorchjob.yaml && kubectl -n {EXAMPLE_TEAM} get pytorchjob fraud-train -w
 """
@@ -101,7 +96,8 @@ def test_the_example_pool_is_spot():
     assert pool.name == "training" and "spot" in pool.capacity_types and pool.sharing == "none"
 
 
-def test_example_passes_the_policy_pack_with_the_dev_stack(dev):
+def test_example_passes_the_policy_pack_with_the_dev_stack():
+    dev = stack_with_team("dev", EXAMPLE_TEAM, 4)        # the fixture dev stack with the example's team
     job = yaml.safe_load(EXAMPLE.read_text())
     example = resource("kubernetes:kubeflow.org/v1:PyTorchJob", job, name="example")
     found = evaluate(POLICIES, [*dev.resources, example])

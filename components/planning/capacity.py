@@ -63,7 +63,8 @@ def training_flavors(cfg: Any) -> list[Flavor]:
     on-demand fallback. Each flavor's node labels say the pool and, where the pool has one, its capacity type."""
     default = gpu_supply.training_pool(cfg)
     pools = [default] if default else []
-    pools += [p for p in gpu_supply.gpu_pools(cfg) if p.name == cfg.training.fallback_pool and p not in pools]
+    fallback = gpu_supply.fallback_pool(cfg)
+    pools += [fallback] if fallback is not None and fallback not in pools else []
     flavors = []
     for p in pools:
         node_labels = {labels.NODE_POOL: p.name}
@@ -152,7 +153,7 @@ def offered_workloads(cfg: Any) -> list[tuple[placement.Workload, str | None]]:
             found.append((placement.pod_workload(f"teams[{i}].models[{j}]", pod), team.name))
     pool = gpu_supply.training_pool(cfg) if cfg.training.enabled else None
     if pool is not None:
-        from components.training import job_pod_template
+        from components.training_jobs import job_pod_template
         template = job_pod_template(_team_access("defaults"), pool, PRIORITY_CLASSES.training, "image:1", ["run"])
         found.append((placement.pod_workload("training.pool", template["spec"]), None))
     return found

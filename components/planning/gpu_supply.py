@@ -81,3 +81,8 @@ def training_pool(cfg: PlatformConfig) -> GpuPool | None:
         return next((p for p in pools if p.name == cfg.training.pool), None)
     spot = sorted((p for p in pools if "spot" in p.capacity_types), key=lambda p: not p.karpenter)
     return spot[0] if spot else None
+
+
+def fallback_pool(cfg: PlatformConfig) -> GpuPool | None:
+    """The named on-demand pool a training job may opt into (`training.fallbackPool`), if any."""
+    return next((p for p in gpu_pools(cfg) if p.name == cfg.training.fallback_pool), None)

@@ -117,7 +117,7 @@ def test_each_team_gets_its_own_checkpoint_prefix_and_the_fallback_pool(stack):
         assert defaults["fallbackPool"] == "training-on-demand"
         assert defaults["queueLabel"] == "kueue.x-k8s.io/queue-name=training"
         template = yaml.safe_load(defaults["podTemplate.yaml"])
-        assert template["spec"]["terminationGracePeriodSeconds"] == SPOT_GRACE_SECONDS
+        assert 30 <= template["spec"]["terminationGracePeriodSeconds"] < 120      # within the spot notice
 
 
 def test_the_checkpoint_prefix_is_written_by_the_teams_own_role_only():

@@ -26,11 +26,13 @@ from typing import Any
 import pytest
 import yaml
 
-from components.config.alerting import AlertmanagerConfig
+from components.config import parse_config
+from components.config.alerting import AlertmanagerConfig, receivers
 from components.observability import alertmanager
 from preview import engine, render
 from tests import charts, upstream
-from tests.conftest import Rendered, config_problems, run_config
+from tests import test_secrets
+from tests.conftest import SHIPPED_STACKS, Rendered, config_problems, raw_config, run_config
 from tests.test_prometheus_rules import DCGM_TARGET, PROMTOOL_HOW, Stack, promtool_test, series
 
 AMTOOL_HOW = "apt-get install prometheus-alertmanager (Debian ships amtool in it)"
@@ -224,6 +226,21 @@ def test_the_chart_runs_alertmanager_on_the_secret_and_prometheus_sends_to_it(un
     (prometheus,) = [o for o in objects if o["kind"] == "Prometheus"]
     targets = prometheus["spec"]["alerting"]["alertmanagers"]
     assert [(t["namespace"], t["name"]) for t in targets] == [(am["metadata"]["namespace"], am["metadata"]["name"])]
+
+
+@pytest.mark.parametrize("stack", SHIPPED_STACKS)
+def test_mutation_the_config_in_the_chart_values_fails_the_leak_search(stack, monkeypatch, tmp_path):
+    """tests/test_secrets.py's search covers the receivers' secrets: with the configuration in the chart's values
+    (where the chart's own `alertmanager.config` would put it), a shipped stack's `secure:` webhook is found there."""
+    cfg = parse_config(raw_config(stack))
+    if not any(r.slack_webhook_url == engine.OFFLINE_SECRET for _, r in receivers(cfg)):
+        pytest.skip(f"Pulumi.{stack}.yaml has no `secure:` webhook to look for")
+    original = alertmanager.helm_values
+    monkeypatch.setattr(alertmanager, "helm_values", lambda am, nodes: {
+        **original(am, nodes), "config": alertmanager.alertmanager_config(am, cfg.teams)})
+    found = test_secrets.leaks(stack, test_secrets.render_mutated(stack), tmp_path)
+    assert any("offline value of secure config in inputs of" in leak and "observability-stack" in leak
+               for leak in found), found
 
 
 # ---- the rightsizing text, by promtool on DCGM-shaped series --------------------------------------------------------

@@ -51,6 +51,15 @@ def hub_dir(objs: list[dict[str, Any]], namespace: str, out: Path) -> dict[str, 
         (out / key).write_text(config["data"][key].replace(HUB_MOUNT, str(out)))
     for key, data in (secret.get("data") or {}).items():
         (out / "secret" / key).write_bytes(base64.b64decode(data))
+    for key, text in (secret.get("stringData") or {}).items():
+        (out / "secret" / key).write_text(text)
+    hub = _one(objs, "Deployment", "hub")["spec"]["template"]["spec"]
+    files = {v["name"] for v in hub.get("volumes", []) if v.get("secret", {}).get("secretName") == "hub"}
+    for mount in hub["containers"][0].get("volumeMounts", []):    # hub.extraFiles: Secret keys under the config dir
+        if mount["name"] in files and mount.get("subPath") and mount["mountPath"].startswith(HUB_MOUNT + "/"):
+            target = out / mount["mountPath"][len(HUB_MOUNT) + 1:]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes((out / "secret" / mount["subPath"]).read_bytes())
     (out / "kubeconfig").write_text(yaml.safe_dump({
         "apiVersion": "v1", "kind": "Config", "current-context": "offline",
         "clusters": [{"name": "offline", "cluster": {"server": "https://127.0.0.1:6443"}}],
@@ -60,8 +69,7 @@ def hub_dir(objs: list[dict[str, Any]], namespace: str, out: Path) -> dict[str, 
     for svc in (o for o in objs if o["kind"] == "Service"):
         prefix = svc["metadata"]["name"].upper().replace("-", "_")
         env[f"{prefix}_SERVICE_HOST"], env[f"{prefix}_SERVICE_PORT"] = "10.100.0.10", str(svc["spec"]["ports"][0]["port"])
-    hub = _one(objs, "Deployment", "hub")["spec"]["template"]["spec"]["containers"][0]
-    for var in hub.get("env", []):
+    for var in hub["containers"][0].get("env", []):
         source = var.get("valueFrom", {})
         if "value" in var:
             env[var["name"]] = var["value"]

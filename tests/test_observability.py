@@ -179,11 +179,13 @@ def exporter_labels() -> dict[str, set[str]]:
     target = set(data["targetLabels"]["labels"])
     allowlisted = {kind: {observability.ksm_label(n) for n in names}
                    for kind, names in observability.KSM_LABEL_ALLOWLIST.items()}
+    annotations = {kind: {observability.ksm_annotation(n) for n in names}
+                   for kind, names in observability.KSM_ANNOTATION_ALLOWLIST.items()}
     out = {}
     for exporter in data["exporters"].values():
         for metric, info in exporter["metrics"].items():
             out[metric] = target | set(exporter["labels"]) | set(info.get("labels", [])) | \
-                allowlisted.get(info.get("allowlist"), set())
+                allowlisted.get(info.get("allowlist"), set()) | annotations.get(info.get("annotationAllowlist"), set())
     return out
 
 

@@ -26,6 +26,7 @@ import html
 import json
 import logging
 import os
+import signal
 import sys
 import threading
 import time
@@ -62,6 +63,14 @@ def in_off_hours(rule: dict[str, Any], now: datetime) -> bool:
         if (start <= minute < end) if start < end else (minute >= start or minute < end):
             return True
     return False
+
+
+def duration(seconds: int) -> str:
+    """3600 -> '1 h', 900 -> '15 min', 3 -> '3 s'."""
+    for unit, size in (("h", 3600), ("min", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} s"
 
 
 class Metrics:
@@ -228,10 +237,9 @@ class Culler:
         return [s for s in stopped if s]
 
     def stop(self, c: dict[str, Any], gpu: float, mem: float | None, now: datetime) -> dict[str, Any] | None:
-        minutes = c["window"] // 60 or 1
         held = f", {mem / 1024:.1f} GiB of GPU memory held" if mem is not None else ""
         reason = (f"its GPU stayed below {c['limits']['busyPercent']:g}% busy (at most {gpu:.0f}%{held}) for "
-                  f"{minutes} min" + (" during the team's off-hours" if c["rule"] == "off-hours" else ""))
+                  f"{duration(c['window'])}" + (" during the team's off-hours" if c["rule"] == "off-hours" else ""))
         path = f"/users/{urllib.parse.quote(c['user'])}/server" + (
             f"s/{urllib.parse.quote(c['server'])}" if c["server"] else "")
         try:
@@ -301,4 +309,8 @@ def main(config_path: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        main(sys.argv[1])
+    except KeyboardInterrupt:      # the hub stops its managed services with SIGINT
+        log.info("stopping")

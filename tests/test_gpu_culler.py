@@ -13,6 +13,7 @@ import json
 import os
 import re
 import http.cookiejar
+import importlib.util
 import signal
 import subprocess
 import urllib.parse
@@ -78,6 +79,7 @@ class Dcgm:
 
     def __init__(self) -> None:
         self.mode = "recorded"          # or "empty": Prometheus up, no series at all
+        self.servers = {team: dict(users) for team, users in SERVERS.items()}
         self.windows: set[int] = set()
 
     def __call__(self, query: str) -> list[tuple[dict[str, str], float]] | None:
@@ -86,7 +88,7 @@ class Dcgm:
             return []
         memory = "DCGM_FI_DEV_FB_USED" in query
         return [({"namespace": team, USER_LABEL: user}, mem if memory else busy)
-                for team, users in SERVERS.items() for user, (_, busy, mem) in users.items() if busy is not None]
+                for team, users in self.servers.items() for user, (_, busy, mem) in users.items() if busy is not None]
 
 
 class Hub:
@@ -119,9 +121,15 @@ class Hub:
         services.append({"name": "test-admin", "api_token": ADMIN_TOKEN})
         roles.append({"name": "test-admin", "scopes": ["admin:users", "admin:servers", "users:activity", "tokens"],
                       "services": ["test-admin"]})
+        # Users holding the culler's role, and the role less one scope each (tests/minimal scopes).
+        self.probes = {"probe-all": list(gpu_culler.SCOPES), **{
+            f"probe-without-{scope.replace(':', '-')}": [s for s in gpu_culler.SCOPES if s != scope]
+            for scope in gpu_culler.SCOPES}}
+        roles += [{"name": user, "scopes": scopes, "users": [user]} for user, scopes in self.probes.items()]
         (work / "extra_config.py").write_text(values["extraConfig"]["30-gpu-culler-notice.py"])
         (work / "spec.json").write_text(json.dumps({
             "port": self.port, "proxyPort": free_port(), "dir": str(work), "services": services, "roles": roles,
+            "users": list(self.probes),
             "extraConfig": str(work / "extra_config.py")}))
         self.log = work / "hub.log"
         self.process = subprocess.Popen(
@@ -221,11 +229,41 @@ def scenario(tmp_path_factory):
         hub.after_cycles("ok")
         seen["alice_home_again"] = browser("/hub/home")
         seen["queries"] = prometheus.queries()
+        seen["probes"] = probe_scopes(hub, dcgm)
     finally:
         hub.stop()
         prometheus.close()
     seen["log"] = hub.log.read_text()
     return seen
+
+
+def load_culler() -> Any:
+    """The service's module, as shipped (standard library only), to run single cycles in this process."""
+    spec = importlib.util.spec_from_file_location("gpu_culler_service", gpu_culler.SERVICE_FILE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def probe_scopes(hub: Hub, dcgm: Dcgm) -> dict[str, bool]:
+    """Per probe user (the culler's scopes, or all but one): does one culler cycle with its token stop zoe's idle
+    server? Zoe runs a CPU profile the managed culler ignores; the probe's configuration watches it."""
+    module = load_culler()
+    dcgm.servers["vision"]["zoe"] = ("cpu", 0, 100)
+    assert hub.call("POST", "/users", {"usernames": ["zoe"]})[0] == 201
+    config = {**hub.config, "profiles": {"vision-cpu": {**hub.config["profiles"]["vision-gpu-t4"]}},
+              "noticeFile": hub.config["noticeFile"] + ".probe"}
+    later = datetime.now(timezone.utc) + timedelta(seconds=IDLE + 1)
+    stopped = {}
+    for user in sorted(hub.probes, key=lambda u: u == "probe-all"):        # the full role last: it stops zoe
+        if "zoe" not in hub.running():
+            assert hub.call("POST", "/users/zoe/server", {"profile": "vision-cpu"})[0] in (201, 202)
+            wait_for(lambda: "zoe" in hub.running(), "zoe's server")
+        status, token = hub.call("POST", f"/users/{user}/tokens", {"note": "probe"})
+        assert status == 201, token
+        module.Culler(config, token["token"], module.Metrics()).cycle(now=later)
+        stopped[user] = "zoe" not in hub.running()
+    return stopped
 
 
 def test_prometheus_errors_and_missing_data_stop_nothing(scenario):
@@ -261,6 +299,7 @@ def test_the_user_sees_why_on_the_hub_home_page(scenario):
     assert status == 200 and "was stopped" not in page
 
 
-def test_the_culler_token_has_exactly_the_scopes_it_uses(scenario):
-    assert scenario["hub"].values["loadRoles"]["gpu-culler"]["scopes"] == ["list:users", "read:servers",
-                                                                          "delete:servers"]
+def test_the_culler_token_has_exactly_the_scopes_it_needs(scenario):
+    """With its role's scopes a cycle stops an idle server; without any one of them it cannot."""
+    assert scenario["hub"].values["loadRoles"]["gpu-culler"]["services"] == ["gpu-culler"]
+    assert scenario["probes"] == {user: user == "probe-all" for user in scenario["hub"].probes}, scenario["probes"]

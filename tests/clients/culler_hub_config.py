@@ -76,6 +76,7 @@ c.JupyterHub.proxy_class = MemoryProxy                       # noqa: F821 (trait
 c.JupyterHub.spawner_class = InProcessSpawner                # noqa: F821
 c.JupyterHub.authenticator_class = "dummy"                   # noqa: F821
 c.Authenticator.allow_all = True                             # noqa: F821
+c.Authenticator.allowed_users = set(spec["users"])           # noqa: F821 (created at start: roles name them)
 c.JupyterHub.hub_ip = "127.0.0.1"                            # noqa: F821
 c.JupyterHub.hub_port = spec["port"]                         # noqa: F821
 c.JupyterHub.ip = "127.0.0.1"                                # noqa: F821

@@ -166,6 +166,12 @@ class Hub:
         assert status == 200, users
         return {u["name"] for u in users if u["servers"].get("", {}).get("ready")}
 
+    def windows_passed(self) -> bool:
+        """Every running server has run for IDLE seconds (the short windows' servers are all candidates)."""
+        users = self.call("GET", "/users?state=active")[1]
+        started = [datetime.fromisoformat(u["servers"][""]["started"].replace("Z", "+00:00")) for u in users]
+        return all(datetime.now(timezone.utc) - t > timedelta(seconds=IDLE) for t in started)
+
     def metrics(self) -> dict[str, float]:
         text = request("GET", f"http://127.0.0.1:{self.metrics_port}/metrics")[1]
         return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
@@ -204,6 +210,7 @@ def scenario(tmp_path_factory):
                 status, reply = hub.call("POST", f"/users/{user}/server", {"profile": f"{team}-{profile}"})
                 assert status in (201, 202), reply
         wait_for(lambda: hub.running() == set(users), "every server ready")
+        wait_for(hub.windows_passed, "every server running for a whole idle window")
         # 1. Prometheus down: the culler's queries fail (only once some server has run for a whole window).
         hub.after_cycles("prometheus_error")
         seen["while_prometheus_fails"] = hub.running()

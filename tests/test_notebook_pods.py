@@ -144,7 +144,7 @@ def pod_problems(rendered, built: dict[str, Any]) -> dict[str, list[str]]:
     team_namespaces = {o["metadata"]["name"]: o["metadata"].get("labels", {}) for o in rendered.objects("Namespace")
                        if labels.TEAM in o["metadata"].get("labels", {})}
     policies = rendered.objects("NetworkPolicy")
-    hub_policies = [o for o in built["objects"] if o["kind"] == "NetworkPolicy"]
+    hub_policies = release_policies(built["objects"], JUPYTERHUB_API.namespace)
     overrides = check.load_overrides(engine.PROJECT_DIR, rendered.run.stack)
     baseline = {(v.policy, v.message) for v in check.evaluate(POLICIES, rendered.resources, overrides)}
     problems: dict[str, list[str]] = {}
@@ -190,6 +190,12 @@ def pod_problems(rendered, built: dict[str, Any]) -> dict[str, list[str]]:
         found += notebook_network_problems(policies, hub_policies, namespace, team_namespaces[namespace],
                                            pod["metadata"]["labels"])
     return problems
+
+
+def release_policies(objs: list[dict[str, Any]], namespace: str) -> list[dict[str, Any]]:
+    """The chart's NetworkPolicies in the release namespace (helm leaves `metadata.namespace` to the release; a policy
+    without one would select no pod, and every pod would look unrestricted)."""
+    return [{**o, "metadata": {"namespace": namespace, **o["metadata"]}} for o in objs if o["kind"] == "NetworkPolicy"]
 
 
 def notebook_network_problems(policies, hub_policies, namespace: str, ns_labels: dict[str, str],

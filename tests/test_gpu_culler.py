@@ -59,7 +59,8 @@ def off_hours_now(zone: str) -> dict[str, Any]:
     """A weekly window around the current time in `zone`."""
     now = datetime.now(ZoneInfo(zone))
     fmt = lambda t: f"{('mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun')[t.weekday()]} {t:%H:%M}"  # noqa: E731
-    return {"timeZone": zone, "windows": [{"start": fmt(now - timedelta(hours=2)), "end": fmt(now + timedelta(hours=2))}]}
+    window = {"start": fmt(now - timedelta(hours=2)), "end": fmt(now + timedelta(hours=2))}
+    return {"timeZone": zone, "windows": [window]}
 
 
 def hub_values(prometheus_url: str) -> dict[str, Any]:

@@ -67,7 +67,7 @@ class ProfileUtilizationConfig(Model):
     gpu_busy_percent: Annotated[float, Field(gt=0, le=100)] | None = Field(None, description=(
         "A GPU below this busy-ness (DCGM engine activity, else GPU utilization, in %) counts as idle; default: "
         "utilization.gpuBusyPercent."))
-    gpu_memory_busy_gib: Annotated[float, Field(gt=0)] | None = Field(None, description=(
+    gpu_memory_busy_gib: Annotated[float, Field(gt=0)] | None = Field(None, alias="gpuMemoryBusyGiB", description=(
         "A server holding at least this much GPU memory counts as busy; default: utilization.gpuMemoryBusyGiB."))
     idle_timeout: Duration | None = Field(None, description=(
         "How long the GPUs must stay idle before the server is stopped; default and upper bound: "
@@ -82,7 +82,7 @@ class UtilizationCullingConfig(Model):
     every: Duration = Field("5m", description="How often it looks at the GPUs.")
     gpu_busy_percent: Annotated[float, Field(gt=0, le=100)] = Field(5, description=(
         "A GPU below this busy-ness (DCGM engine activity, else GPU utilization, in %) counts as idle."))
-    gpu_memory_busy_gib: Annotated[float, Field(gt=0)] | None = Field(None, description=(
+    gpu_memory_busy_gib: Annotated[float, Field(gt=0)] | None = Field(None, alias="gpuMemoryBusyGiB", description=(
         "A server holding at least this much GPU memory counts as busy; unset: memory held alone never keeps a "
         "server running (a model left loaded on a GPU is the waste this culler stops)."))
     profiles: dict[DnsLabel, ProfileUtilizationConfig] = Field({}, description=(

@@ -80,7 +80,8 @@ class Metrics:
         self.lock = threading.Lock()
         self.values: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
         self.help = {
-            "mlops_gpu_culler_cycles_total": ("counter", "Culling cycles by outcome (ok, prometheus_error, hub_error)."),
+            "mlops_gpu_culler_cycles_total": ("counter", "Culling cycles by outcome (ok, prometheus_error, "
+                                                         "hub_error, error)."),
             "mlops_gpu_culler_stopped_servers_total": ("counter", "Servers stopped for idle GPUs, by team, profile and "
                                                                   "rule (idle, off-hours)."),
             "mlops_gpu_culler_servers_without_data": ("gauge", "Watched servers Prometheus had no GPU series for in "

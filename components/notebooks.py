@@ -183,9 +183,10 @@ class Notebooks(pulumi.ComponentResource):
                 type="Opaque", string_data={OAUTH_SECRET_KEY: pulumi.Output.secret(cfg.auth.client_secret or "")},
                 opts=after_ns))
 
-        culler = cfg.culling.utilization.enabled
-        if culler and (args.prometheus is None or args.monitoring is None):
-            raise ValueError("notebooks.culling.utilization needs Prometheus: pass prometheus and monitoring")
+        # The GPU culler runs unless switched off, where there is a Prometheus to read (config rules: no `true` without)
+        culler = cfg.culling.utilization.enabled is not False and args.prometheus is not None
+        if culler and args.monitoring is None:
+            raise ValueError("the GPU culler's ServiceMonitor needs the Prometheus release: pass monitoring")
         values = hub_values(cfg, args.profiles, teams, args.team_groups, args.cpu_pools, args.priority_class,
                             args.api, args.prometheus if culler else None)
         self.release = k8s.helm.v3.Release(

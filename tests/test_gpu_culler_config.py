@@ -14,7 +14,8 @@ import yaml
 from components import gpu_culler
 from components.config import parse_config
 from components.planning.notebook_profiles import notebook_profiles
-from tests.conftest import PROJECT_DIR, config_problems as problems, raw_config, stack_yaml
+from preview import render
+from tests.conftest import PROJECT_DIR, config_problems as problems, raw_config, run_config, stack_yaml
 
 BERLIN_WEEKEND = {"timeZone": "Europe/Berlin", "windows": [{"start": "fri 18:00", "end": "mon 07:00"}],
                   "gpuIdleTimeout": "15m"}
@@ -59,7 +60,8 @@ def test_per_profile_settings_and_team_off_hours_reach_the_culler():
      "notebooks.culling.utilization.every: must be between 1m and gpuIdleTimeout"),
     (lambda c, p: culling(c).update(utilization={"gpuBusyPercent": 0}),
      "notebooks.culling.utilization.gpuBusyPercent: "),
-    (lambda c, p: c.update(observability={**c.get("observability", {}), "enabled": False}),
+    (lambda c, p: (c.update(observability={**c.get("observability", {}), "enabled": False}),
+                   culling(c).update(utilization={"enabled": True})),
      "notebooks.culling.utilization.enabled: needs observability.enabled"),
     (lambda c, p: c["teams"][0].update(notebookOffHours={**BERLIN_WEEKEND, "timeZone": "Europe/Berlim"}),
      "teams[0].notebookOffHours.timeZone: is not an IANA time zone"),
@@ -93,3 +95,11 @@ def test_a_bad_off_hours_rule_is_a_clear_error_before_any_resource(tmp_path):
     assert "Traceback" not in result.stderr
     assert "error: Pulumi.bad.yaml: teams[0].notebookOffHours.timeZone: is not an IANA time zone" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_without_observability_the_hub_runs_no_gpu_culler():
+    config = stack_yaml("dev")
+    config["mlops-platform:observability"] = {"enabled": False}
+    hub = next(r.inputs["values"]["hub"] for r in render.helm_releases(run_config(config))
+               if r.inputs["chart"] == "jupyterhub")
+    assert "services" not in hub and "extraFiles" not in hub and "egress" not in hub["networkPolicy"]

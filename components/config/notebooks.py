@@ -78,7 +78,8 @@ class UtilizationCullingConfig(Model):
     """The GPU-utilization culler (docs/gpu-waste.md): a hub service that stops GPU servers whose GPUs stayed idle
     for the profile's idle timeout, whatever the browser does. Needs observability (it reads Prometheus)."""
 
-    enabled: bool = Field(True, description="Run the GPU-utilization culler in the hub.")
+    enabled: bool | None = Field(None, description=(
+        "Run the GPU-utilization culler in the hub; default: when observability is enabled (it reads Prometheus)."))
     every: Duration = Field("5m", description="How often it looks at the GPUs.")
     gpu_busy_percent: Annotated[float, Field(gt=0, le=100)] = Field(5, description=(
         "A GPU below this busy-ness (DCGM engine activity, else GPU utilization, in %) counts as idle."))
@@ -228,9 +229,9 @@ def utilization_problems(cfg: PlatformConfig, profiles: dict[str, notebook_profi
     nb, errors = cfg.notebooks, []
     utilization = nb.culling.utilization
     path = "notebooks.culling.utilization"
-    if nb.enabled and utilization.enabled and not cfg.observability.enabled:
+    if nb.enabled and utilization.enabled is True and not cfg.observability.enabled:
         errors.append(Problem(f"{path}.enabled", "needs observability.enabled: the culler reads the GPUs' DCGM series "
-                              "from the platform's Prometheus (or set it to false)", utilization.enabled))
+                              "from the platform's Prometheus (or leave it unset)", utilization.enabled))
     gpu = [name for name, p in profiles.items() if p.resource is not None]
     for name in utilization.profiles:
         if name not in gpu:

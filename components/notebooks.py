@@ -16,7 +16,9 @@ into a namespace whose group the user is not in (defence in depth behind the fil
 Idle culling: the hub's culler (jupyterhub-idle-culler) stops any server idle for `idleTimeout` or older than
 `maxAge`; every profile also starts its server with jupyter-server's own culling: idle kernels and terminals are
 culled, and the server shuts itself down after its profile's idle timeout (GPU profiles: `gpuIdleTimeout`).
-GPU pods also get `activeDeadlineSeconds` = `gpuMaxAge`, so Kubernetes ends them however busy they are.
+GPU pods also get `activeDeadlineSeconds` = `gpuMaxAge`, so Kubernetes ends them however busy they are. An open
+browser tab counts as activity, so the GPU-utilization culler (components/gpu_culler.py) stops GPU servers whose
+GPUs stayed idle, from the DCGM series in Prometheus.
 
 Authentication: GitHub or OIDC; the `secure:` client secret reaches the hub as `OAUTH_CLIENT_SECRET` from a Secret.
 """
@@ -29,7 +31,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import catalog, labels
+from components import catalog, gpu_culler, labels
 from components.config import NotebooksConfig, TeamConfig, duration_seconds
 from components.endpoints import (
     JUPYTERHUB_API,
@@ -41,6 +43,7 @@ from components.endpoints import (
     ServiceEndpoint,
     TeamAccess,
 )
+from components.hub_auth import authenticator_config
 from components.planning.notebook_profiles import NotebookProfile
 
 # ---- pinned versions: components/data/versions.yaml (Jupyter Docker Stacks images of one date, so CPU and GPU
@@ -64,8 +67,6 @@ NAMESPACE_LABELS = {
     "pod-security.kubernetes.io/warn": "restricted",
     "pod-security.kubernetes.io/audit": "restricted",
 }
-AUTHENTICATOR_CLASSES = {"github": "github", "oidc": "generic-oauth", "dummy": "dummy"}
-OAUTH_CLASSES = {"github": "GitHubOAuthenticator", "oidc": "GenericOAuthenticator"}
 # What the hub does to pods and home volumes in a team namespace (KubeSpawner), and may read cluster-wide.
 SPAWNER_RULES = [
     {"apiGroups": [""], "resources": ["pods", "persistentvolumeclaims"],
@@ -113,14 +114,6 @@ c.JupyterHub.spawner_class = TeamNamespaceSpawner
 c.KubeSpawner.profile_list = _team_profiles
 c.KubeSpawner.modify_pod_hook = _only_team_namespaces
 '''
-GITHUB_GROUPS = '''\
-def _github_teams(auth_state):
-    """JupyterHub groups from the user's GitHub teams, as `org:team-slug`."""
-    return [f"{t['organization']['login']}:{t['slug']}" for t in auth_state.get("teams", [])]
-
-
-c.GitHubOAuthenticator.auth_state_groups_key = _github_teams
-'''
 
 
 @dataclass(frozen=True)
@@ -135,6 +128,8 @@ class NotebooksArgs:
     api: ServiceEndpoint = JUPYTERHUB_API         # what team NetworkPolicies let notebooks reach
     ingress: tuple[PodSource, ...] = NOTEBOOK_INGRESS     # what team NetworkPolicies let into notebooks
     priority_class: str = PRIORITY_CLASSES.notebook
+    prometheus: ServiceEndpoint | None = None     # the GPU-utilization culler's Prometheus (None: no observability)
+    monitoring: pulumi.Resource | None = None     # the Prometheus release (its ServiceMonitor CRD)
 
 
 class Notebooks(pulumi.ComponentResource):
@@ -188,13 +183,21 @@ class Notebooks(pulumi.ComponentResource):
                 type="Opaque", string_data={OAUTH_SECRET_KEY: pulumi.Output.secret(cfg.auth.client_secret or "")},
                 opts=after_ns))
 
+        # The GPU culler runs unless switched off, where there is a Prometheus to read (config rules: no `true` without)
+        culler = cfg.culling.utilization.enabled is not False and args.prometheus is not None
+        if culler and args.monitoring is None:
+            raise ValueError("the GPU culler's ServiceMonitor needs the Prometheus release: pass monitoring")
         values = hub_values(cfg, args.profiles, teams, args.team_groups, args.cpu_pools, args.priority_class,
-                            args.api)
+                            args.api, args.prometheus if culler else None)
         self.release = k8s.helm.v3.Release(
             f"{name}-hub", name=RELEASE, chart=JUPYTERHUB_CHART["chart"], version=JUPYTERHUB_CHART["version"],
             repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=JUPYTERHUB_CHART["repo"]),
             namespace=NAMESPACE, values=values,
             opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=deps))
+
+        if culler:
+            gpu_culler.service_monitor(name, NAMESPACE, pulumi.ResourceOptions(
+                parent=self, provider=provider, depends_on=[self.release, args.monitoring]))
 
         self.namespace = NAMESPACE
         self.chart_version = JUPYTERHUB_CHART["version"]
@@ -285,49 +288,11 @@ def profile_entry(team: str, profile: NotebookProfile, cfg: NotebooksConfig, cpu
     }
 
 
-def authenticator_config(cfg: NotebooksConfig,
-                         team_groups: list[tuple[str, str]]) -> tuple[dict[str, Any], dict[str, str]]:
-    """(`hub.config`, extra `hub.extraConfig` snippets) for the configured authenticator."""
-    auth = cfg.auth
-    hub_config: dict[str, Any] = {
-        "JupyterHub": {"authenticator_class": AUTHENTICATOR_CLASSES[auth.type]},
-        # Pods in the team namespaces: the hub watches pods and events in every namespace; each profile names its
-        # namespace (kubespawner_override), and TeamNamespaceSpawner never creates one.
-        "KubeSpawner": {"enable_user_namespaces": True},
-    }
-    extra: dict[str, str] = {}
-    if auth.type == "dummy":
-        hub_config["Authenticator"] = {"allowed_users": sorted(auth.dummy_users)}
-        hub_config["JupyterHub"]["load_groups"] = {
-            group: {"users": sorted(u for u, teams in auth.dummy_users.items() if team in teams)}
-            for team, group in team_groups}
-        return hub_config, extra
-    oauth: dict[str, Any] = {
-        "client_id": auth.client_id,
-        "oauth_callback_url": auth.callback_url,   # the client secret comes from OAUTH_CLIENT_SECRET
-        "manage_groups": True,
-        "admin_groups": list(auth.admin_groups),
-    }
-    if auth.type == "github":
-        oauth.update({"allowed_organizations": list(auth.allowed_organizations), "scope": ["read:org"],
-                      "populate_teams_in_auth_state": True})
-        hub_config["Authenticator"] = {"enable_auth_state": True}
-        extra["10-github-teams.py"] = GITHUB_GROUPS
-    else:
-        oauth.update({"authorize_url": auth.authorize_url, "token_url": auth.token_url,
-                      "userdata_url": auth.userdata_url, "username_claim": auth.username_claim,
-                      "scope": ["openid", "profile", "email"],
-                      "auth_state_groups_key": f"oauth_user.{auth.groups_claim}",
-                      # only members of a team (or admins) may log in at all
-                      "allowed_groups": sorted({g for _, g in team_groups} | set(auth.admin_groups))})
-    hub_config[OAUTH_CLASSES[auth.type]] = oauth
-    return hub_config, extra
-
-
 def hub_values(cfg: NotebooksConfig, profiles: dict[str, NotebookProfile], teams: list[TeamConfig],
                team_groups: dict[str, str], cpu_pools: list[str], priority_class: str,
-               api: ServiceEndpoint = JUPYTERHUB_API) -> dict[str, Any]:
-    """The zero-to-jupyterhub values (validated against the chart's values schema in tests)."""
+               api: ServiceEndpoint = JUPYTERHUB_API, prometheus: ServiceEndpoint | None = None) -> dict[str, Any]:
+    """The zero-to-jupyterhub values (validated against the chart's values schema in tests); with `prometheus`, the
+    GPU-utilization culler runs in the hub."""
     culling = cfg.culling
     groups = [(t.name, team_groups.get(t.name, t.kubernetes_group)) for t in teams]
     profile_list = [profile_entry(t.name, profiles[p], cfg, cpu_pools, priority_class)
@@ -338,7 +303,7 @@ def hub_values(cfg: NotebooksConfig, profiles: dict[str, NotebookProfile], teams
         extra_env["OAUTH_CLIENT_SECRET"] = {"valueFrom": {"secretKeyRef": {"name": OAUTH_SECRET,
                                                                            "key": OAUTH_SECRET_KEY}}}
     team_group = dict(groups)
-    return {
+    values = {
         "hub": {
             "config": hub_config,
             "extraConfig": {"00-team-profiles.py": PROFILE_FILTER, **auth_snippets},
@@ -398,3 +363,4 @@ def hub_values(cfg: NotebooksConfig, profiles: dict[str, NotebookProfile], teams
             "namespaceGroups": team_group,
         }},
     }
+    return values if prometheus is None else gpu_culler.add_to_hub_values(values, cfg, profiles, teams, prometheus)

@@ -5,9 +5,10 @@ PY := $(VENV)/bin/python
 STACK ?= dev
 REQUIREMENTS := requirements.txt requirements-dev.txt policies/requirements.txt constraints.txt
 CLIENTS := .venv-clients
+CHECKOV := .venv-checkov
 HELM := .cache/tools/helm
 
-.PHONY: preview check test bench clean clients helm
+.PHONY: preview check test bench clean clients helm checkov
 
 $(VENV)/.installed: $(REQUIREMENTS)
 	$(PYTHON) -m venv $(VENV)
@@ -35,11 +36,18 @@ preview: $(VENV)/.installed
 check: $(VENV)/.installed
 	$(PY) -m preview check $(STACK)
 
-test: $(VENV)/.installed $(CLIENTS)/.installed $(HELM)
+test: $(VENV)/.installed $(CLIENTS)/.installed $(HELM) $(CHECKOV)/.installed
 	$(PY) -m pytest -q
+
+# checkov (tests/test_scanners.py) in a venv of its own: its pins clash with the main venv's.
+checkov: $(CHECKOV)/.installed
+$(CHECKOV)/.installed: requirements-checkov.txt
+	$(PYTHON) -m venv $(CHECKOV)
+	$(CHECKOV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
+	touch $@
 
 bench: $(VENV)/.installed
 	$(PY) -m preview.bench
 
 clean:
-	rm -rf build $(VENV) $(CLIENTS) .cache/tools
+	rm -rf build $(VENV) $(CLIENTS) $(CHECKOV) .cache/tools

@@ -95,3 +95,40 @@ def test_invalid_stack_fails_the_preview_with_every_problem_and_no_traceback(tmp
         assert path in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
     assert not (out / "plan.json").exists()
+
+
+# ---- the EKS API endpoint and the cluster's administrators (issue 18) ----------------------------------------------
+
+def _endpoint(stack: str, **cluster) -> dict:
+    config = raw(stack)
+    for key in ("endpointPublicAccess", "publicAccessCidrs"):
+        config["cluster"].pop(key, None)
+    config["cluster"].update(cluster)
+    return config
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_the_api_endpoint_is_private_unless_networks_are_listed(stack):
+    from components.config import parse_config
+    cluster = parse_config(_endpoint(stack)).cluster
+    assert cluster.endpoint_public_access is False and cluster.public_access_cidrs == []
+    assert parse_config(_endpoint(stack, endpointPublicAccess=True, publicAccessCidrs=["198.51.100.0/24"]))
+    assert any(p.startswith("cluster.publicAccessCidrs: must list the networks")
+               for p in problems(_endpoint(stack, endpointPublicAccess=True)))
+    assert any(p.startswith("cluster.publicAccessCidrs: has no effect while endpointPublicAccess is false")
+               for p in problems(_endpoint(stack, publicAccessCidrs=["198.51.100.0/24"])))
+
+
+def test_prod_refuses_an_api_endpoint_open_to_the_internet_dev_allows_it_explicitly():
+    from components.config import parse_config
+    for cidrs in (["0.0.0.0/0"], ["198.51.100.0/24", "::/0"]):
+        found = problems(_endpoint("prod", endpointPublicAccess=True, publicAccessCidrs=cidrs))
+        assert any(p.startswith("cluster.publicAccessCidrs: must not contain 0.0.0.0/0 or ::/0 in prod") for p in found)
+    # The documented way to open a dev sandbox: explicit (eks-endpoint-restricted judges production stacks).
+    assert parse_config(_endpoint("dev", endpointPublicAccess=True, publicAccessCidrs=["0.0.0.0/0"]))
+
+
+def test_a_cluster_without_administrators_is_refused():
+    config = raw("dev")
+    config["cluster"]["adminRoleArns"] = []
+    assert any(p.startswith("cluster.adminRoleArns: must list at least one IAM role") for p in problems(config))

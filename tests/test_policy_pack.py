@@ -200,6 +200,9 @@ VIOLATIONS: dict[str, Callable[[Plan], Any]] = {
     "workload-image-pinned": lambda p: _add(
         p, "kubernetes:apps/v1:Deployment", "latest-image", _team_pod("nvcr.io/nvidia/pytorch:latest")),
     "gpu-notebook-idle-culling": _hub_gpu_timeout,
+    "cluster-role-no-secrets": lambda p: _add(p, "kubernetes:rbac.authorization.k8s.io/v1:ClusterRole", "reader", {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "secret-reader"},
+        "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list"]}]}),
 }
 
 

@@ -66,9 +66,15 @@ class GpuNodeGroupConfig(Model):
 class ClusterConfig(Model):
     name: DnsLabel | None = None
     kubernetes_version: Annotated[str, Field(pattern=r"^1\.\d{2}$")] = "1.34"
-    admin_role_arns: list[IamRoleArn] = []
-    endpoint_public_access: bool = True
-    public_access_cidrs: list[Cidr] = ["0.0.0.0/0"]
+    admin_role_arns: Annotated[list[IamRoleArn], Field(description=(
+        "IAM roles that administer the cluster (EKS access entries with the cluster-admin access policy). The role "
+        "that runs `pulumi up` must be one of them: the cluster creator gets no implicit admin access."))] = []
+    endpoint_public_access: Annotated[bool, Field(description=(
+        "Whether the Kubernetes API also has a public endpoint. Off by default: the API is reached from inside the "
+        "VPC (VPN, bastion, a self-hosted runner). Turning it on requires `publicAccessCidrs`."))] = False
+    public_access_cidrs: Annotated[list[Cidr], Field(description=(
+        "The networks allowed to reach the public API endpoint (e.g. the office and the CI runners' egress); "
+        "required when `endpointPublicAccess` is true. 0.0.0.0/0 is refused in prod."))] = []
     log_types: list[Literal[CONTROL_PLANE_LOG_TYPES]] = list(CONTROL_PLANE_LOG_TYPES)  # type: ignore[valid-type]
     log_retention_days: Literal[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1827, 3653] = 30
     addon_versions: dict[Literal["vpc-cni", "coredns", "kube-proxy", "aws-ebs-csi-driver", "aws-fsx-csi-driver"],
@@ -86,11 +92,35 @@ class ClusterConfig(Model):
 
 
 
+def open_cidrs(cidrs: list[str]) -> list[str]:
+    """The CIDRs that admit the whole internet (a /0, IPv4 or IPv6); shared with the policy pack."""
+    return [c for c in cidrs if str(c).strip().endswith("/0")]
+
+
 def problems(cfg: PlatformConfig) -> list[Problem]:
-    """Prod's system nodes (the platform's controllers) are on-demand."""
-    nodes = cfg.cluster.system_nodes
+    """Prod's system nodes (the platform's controllers) are on-demand; the API endpoint is public only for
+    explicitly listed networks, never the whole internet in prod."""
+    found: list[Problem] = []
+    c = cfg.cluster
+    nodes = c.system_nodes
     if cfg.is_prod and nodes.capacity_type != "ON_DEMAND":
-        return [Problem("cluster.systemNodes.capacityType",
-                        "must be 'ON_DEMAND' in prod: spot reclaims would evict the platform's controllers",
-                        nodes.capacity_type)]
-    return []
+        found.append(Problem("cluster.systemNodes.capacityType",
+                             "must be 'ON_DEMAND' in prod: spot reclaims would evict the platform's controllers",
+                             nodes.capacity_type))
+    if not c.admin_role_arns:
+        found.append(Problem("cluster.adminRoleArns", "must list at least one IAM role, the one running `pulumi up` "
+                             "among them: the cluster's creator gets no implicit admin access, so without an entry "
+                             "nobody (the deployment included) can reach the Kubernetes API", c.admin_role_arns))
+    if c.endpoint_public_access and not c.public_access_cidrs:
+        found.append(Problem("cluster.publicAccessCidrs", "must list the networks allowed to reach the public API "
+                             "endpoint when endpointPublicAccess is true (EKS would otherwise open it to 0.0.0.0/0), "
+                             "e.g. [203.0.113.0/24]", c.public_access_cidrs))
+    if c.public_access_cidrs and not c.endpoint_public_access:
+        found.append(Problem("cluster.publicAccessCidrs", "has no effect while endpointPublicAccess is false; set "
+                             "endpointPublicAccess: true to open the public endpoint to these networks, or remove it",
+                             c.public_access_cidrs))
+    if cfg.is_prod and c.endpoint_public_access and open_cidrs(c.public_access_cidrs):
+        found.append(Problem("cluster.publicAccessCidrs", "must not contain 0.0.0.0/0 or ::/0 in prod: list the "
+                             "networks that administer the cluster (office, VPN, CI runners' egress)",
+                             open_cidrs(c.public_access_cidrs)))
+    return found

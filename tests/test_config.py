@@ -126,9 +126,3 @@ def test_prod_refuses_an_api_endpoint_open_to_the_internet_dev_allows_it_explici
         assert any(p.startswith("cluster.publicAccessCidrs: must not contain 0.0.0.0/0 or ::/0 in prod") for p in found)
     # The documented way to open a dev sandbox: explicit (eks-endpoint-restricted judges production stacks).
     assert parse_config(_endpoint("dev", endpointPublicAccess=True, publicAccessCidrs=["0.0.0.0/0"]))
-
-
-def test_a_cluster_without_administrators_is_refused():
-    config = raw("dev")
-    config["cluster"]["adminRoleArns"] = []
-    assert any(p.startswith("cluster.adminRoleArns: must list at least one IAM role") for p in problems(config))

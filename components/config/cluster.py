@@ -107,10 +107,6 @@ def problems(cfg: PlatformConfig) -> list[Problem]:
         found.append(Problem("cluster.systemNodes.capacityType",
                              "must be 'ON_DEMAND' in prod: spot reclaims would evict the platform's controllers",
                              nodes.capacity_type))
-    if not c.admin_role_arns:
-        found.append(Problem("cluster.adminRoleArns", "must list at least one IAM role, the one running `pulumi up` "
-                             "among them: the cluster's creator gets no implicit admin access, so without an entry "
-                             "nobody (the deployment included) can reach the Kubernetes API", c.admin_role_arns))
     if c.endpoint_public_access and not c.public_access_cidrs:
         found.append(Problem("cluster.publicAccessCidrs", "must list the networks allowed to reach the public API "
                              "endpoint when endpointPublicAccess is true (EKS would otherwise open it to 0.0.0.0/0), "

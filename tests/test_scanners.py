@@ -22,6 +22,10 @@ from tests.conftest import PROJECT_DIR, Rendered
 
 SKIPS_FILE = Path(__file__).with_name("checkov-skips.yaml")
 EXAMPLE = PROJECT_DIR / "examples" / "pytorchjob.yaml"
+# checkov's checks of what Pod Security `restricted` asks: privilege escalation, root, capabilities (all, NET_RAW,
+# added), seccomp, privileged, host namespaces.
+POD_SECURITY = {"CKV_K8S_20", "CKV_K8S_23", "CKV_K8S_37", "CKV_K8S_28", "CKV_K8S_39", "CKV_K8S_31", "CKV_K8S_16",
+                "CKV_K8S_17", "CKV_K8S_18", "CKV_K8S_19"}
 TEAM_IMAGE = "123456789012.dkr.ecr.us-west-2.amazonaws.com/mlops-dev/team:train-3f2a9c1"
 
 
@@ -126,7 +130,7 @@ def test_the_shipped_templates_pass_the_pod_security_checks(scans):
     """The restricted settings (issue 18, item 6) as checkov judges them: root, privilege escalation, capabilities,
     seccomp, on every shipped template (Pods named in shipped_templates)."""
     for result in scans.values():
-        template_findings = [f for f in result["failed"] if f[1].startswith("Pod.")]
+        template_findings = [f for f in result["failed"] if f[1].startswith("Pod.") and f[0] in POD_SECURITY]
         assert template_findings == []
 
 

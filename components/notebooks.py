@@ -29,7 +29,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import catalog, labels
+from components import catalog, labels, mlflow_auth
 from components.config import NotebooksConfig, TeamConfig, duration_seconds
 from components.endpoints import (
     JUPYTERHUB_API,
@@ -64,6 +64,8 @@ NAMESPACE_LABELS = {
     "pod-security.kubernetes.io/warn": "restricted",
     "pod-security.kubernetes.io/audit": "restricted",
 }
+NOTEBOOK_CONTAINER_SECURITY_CONTEXT = {"runAsNonRoot": True, "allowPrivilegeEscalation": False,
+                                      "capabilities": {"drop": ["ALL"]}}
 AUTHENTICATOR_CLASSES = {"github": "github", "oidc": "generic-oauth", "dummy": "dummy"}
 OAUTH_CLASSES = {"github": "GitHubOAuthenticator", "oidc": "GenericOAuthenticator"}
 # What the hub does to pods and home volumes in a team namespace (KubeSpawner), and may read cluster-wide.
@@ -285,6 +287,12 @@ def profile_entry(team: str, profile: NotebookProfile, cfg: NotebooksConfig, cpu
     }
 
 
+def mlflow_env() -> dict[str, Any]:
+    """MLFLOW_TRACKING_URI / _USERNAME / _PASSWORD from the team namespace's `mlflow-credentials`."""
+    return {key: {"valueFrom": {"secretKeyRef": {"name": mlflow_auth.TEAM_SECRET, "key": key}}}
+            for key in ("MLFLOW_TRACKING_URI", mlflow_auth.USERNAME_KEY, mlflow_auth.PASSWORD_KEY)}
+
+
 def authenticator_config(cfg: NotebooksConfig,
                          team_groups: list[tuple[str, str]]) -> tuple[dict[str, Any], dict[str, str]]:
     """(`hub.config`, extra `hub.extraConfig` snippets) for the configured authenticator."""
@@ -293,7 +301,11 @@ def authenticator_config(cfg: NotebooksConfig,
         "JupyterHub": {"authenticator_class": AUTHENTICATOR_CLASSES[auth.type]},
         # Pods in the team namespaces: the hub watches pods and events in every namespace; each profile names its
         # namespace (kubespawner_override), and TeamNamespaceSpawner never creates one.
-        "KubeSpawner": {"enable_user_namespaces": True},
+        # Pod Security `restricted` for every notebook server (the team namespaces warn at that level); the chart's
+        # uid (1000) and fsGid (100) are merged in by KubeSpawner.
+        "KubeSpawner": {"enable_user_namespaces": True,
+                        "container_security_context": dict(NOTEBOOK_CONTAINER_SECURITY_CONTEXT),
+                        "pod_security_context": {"seccompProfile": {"type": "RuntimeDefault"}}},
     }
     extra: dict[str, str] = {}
     if auth.type == "dummy":
@@ -370,6 +382,8 @@ def hub_values(cfg: NotebooksConfig, profiles: dict[str, NotebookProfile], teams
             # User pods live in team namespaces, where the team NetworkPolicies apply instead.
             "networkPolicy": {"enabled": False},
             "allowPrivilegeEscalation": False,
+            # The team's own MLflow user: a secretKeyRef resolves in the pod's namespace, the team's.
+            "extraEnv": mlflow_env(),
             "startTimeout": 600,                         # a GPU node may have to start first
             "extraPodConfig": {"priorityClassName": priority_class},
         },

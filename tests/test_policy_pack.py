@@ -204,6 +204,9 @@ VIOLATIONS: dict[str, Callable[[Plan], Any]] = {
     # quotas are exceeded too; the rule reports the stack once).
     "ec2-gpu-vcpu-quotas-granted": lambda p: _find(p, "aws:eks/nodeGroup:NodeGroup", "cluster-gpu-a10g-inference")[
         "inputs"].update(capacityType="SPOT"),
+    "cluster-role-no-secrets": lambda p: _add(p, "kubernetes:rbac.authorization.k8s.io/v1:ClusterRole", "reader", {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "secret-reader"},
+        "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list"]}]}),
 }
 
 

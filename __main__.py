@@ -48,6 +48,7 @@ mlflow = Mlflow("mlflow", MlflowArgs(
     config=config.mlflow, access=cluster.access, cluster_name=cluster_name, is_prod=config.is_prod,
     protect_data=config.protect_data, sts_cidrs=network.sts_endpoint_cidrs, endpoint=MLFLOW,
     teams=[t.name for t in config.teams],
+    rollout_models=sorted({r.registered_model for r in registry_rollouts(config.teams)}),
 ))
 
 datasets = Datasets("datasets", DatasetsArgs(

@@ -60,6 +60,8 @@ class MlflowArgs:
     sts_cidrs: pulumi.Input[list[str]] = field(default_factory=list)
     endpoint: ServiceEndpoint = field(default=MLFLOW)
     teams: list[str] = field(default_factory=list)      # one MLflow user per team (components/mlflow_auth.py)
+    # The registered models of registry-mode rollouts: the rollout service's MLflow user gets EDIT on these only.
+    rollout_models: list[str] = field(default_factory=list)
 
 
 class Mlflow(pulumi.ComponentResource):
@@ -208,22 +210,10 @@ class Mlflow(pulumi.ComponentResource):
                          WEBHOOK_KEY_ENV: pulumi.Output.secret(webhook_key.result.apply(lambda k: k + "="))},
             opts=in_ns)
 
-        # ---- authentication: the basic-auth app's config and admin, one user per team (components/mlflow_auth.py)
-        admin_password = random.RandomPassword(f"{name}-admin", length=40, special=False, opts=child)
-        flask_key = random.RandomPassword(f"{name}-flask-key", length=48, special=False, opts=child)
-        self.team_passwords = {
-            t: pulumi.Output.secret(random.RandomPassword(f"{name}-team-{t}", length=40, special=False,
-                                                          opts=child).result) for t in args.teams}
-        auth_secret = k8s.core.v1.Secret(
-            f"{name}-auth-secret", metadata=meta(auth.AUTH_SECRET), type="Opaque",
-            string_data=pulumi.Output.secret(pulumi.Output.all(backend_uri, admin_password.result,
-                                                               flask_key.result).apply(lambda a: {
-                auth.AUTH_CONFIG_KEY: auth.auth_config(a[0], a[1]), auth.ADMIN_PASSWORD_KEY: a[1],
-                auth.FLASK_SECRET_KEY: a[2]})),
-            opts=in_ns)
-        team_users = k8s.core.v1.Secret(
-            f"{name}-team-users", metadata=meta(auth.TEAM_USERS_SECRET), type="Opaque",
-            string_data=pulumi.Output.secret(pulumi.Output.all(**self.team_passwords)), opts=in_ns)
+        # ---- authentication: the basic-auth app's config and admin, one user per team, the rollout service's user
+        users = auth.declare_secrets(name, meta, backend_uri, args.teams, args.rollout_models, endpoint.url,
+                                     child, in_ns)
+        self.team_passwords = users.team_passwords
 
         self.replicas = cfg.replicas or (2 if args.is_prod else 1)
         server = k8s.apps.v1.Deployment(
@@ -231,14 +221,16 @@ class Mlflow(pulumi.ComponentResource):
             metadata=meta(SERVICE_NAME),
             spec=deployment_spec(self.replicas, pod_labels, bucket.bucket, region, args.is_prod, ns),
             opts=pulumi.ResourceOptions(parent=self, provider=provider,
-                                        depends_on=[service_account, secret, auth_secret, database]))
-        if args.teams:
+                                        depends_on=[service_account, secret, users.auth_secret, database]))
+        if args.teams or args.rollout_models:
             k8s.batch.v1.Job(
                 f"{name}-team-users",
-                metadata=k8s.meta.v1.ObjectMetaArgs(name=auth.bootstrap_job_name(args.teams, MLFLOW_IMAGE),
-                                                    namespace=ns, labels=dict(auth.BOOTSTRAP_LABELS)),
-                spec=auth.bootstrap_job_spec(args.teams, MLFLOW_IMAGE, f"http://{SERVICE_NAME}.{ns}.svc"),
-                opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=[server, team_users]))
+                metadata=k8s.meta.v1.ObjectMetaArgs(
+                    name=auth.bootstrap_job_name(args.teams, MLFLOW_IMAGE, args.rollout_models),
+                    namespace=ns, labels=dict(auth.BOOTSTRAP_LABELS)),
+                spec=auth.bootstrap_job_spec(args.teams, MLFLOW_IMAGE, f"http://{SERVICE_NAME}.{ns}.svc",
+                                             args.rollout_models),
+                opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=[server, *users.user_secrets]))
         k8s.core.v1.Service(
             f"{name}-service",
             metadata=meta(SERVICE_NAME),

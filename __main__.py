@@ -79,7 +79,7 @@ notebooks = Notebooks("notebooks", NotebooksArgs(
 )) if config.notebooks.enabled else None
 training = Training("training", TrainingArgs(
     config=config.training, access=cluster.access, pool=training_pool(config), team_access=list(teams.values()),
-    priority_class=PRIORITY_CLASSES.training,
+    priority_class=PRIORITY_CLASSES.training, monitoring=observability.release if observability else None,
 )) if config.training.enabled else None
 
 serving = Serving("serving", ServingArgs(
@@ -91,7 +91,7 @@ serving = Serving("serving", ServingArgs(
 rollouts = registry_rollouts(config.teams)
 model_rollout = ModelRollout("model-rollout", ModelRolloutArgs(
     access=cluster.access, rollouts=rollouts, mlflow=MLFLOW, prometheus=PROMETHEUS_API, image=MLFLOW_IMAGE,
-    mlflow_namespace=mlflow.namespace_resource,
+    mlflow_namespace=mlflow.namespace_resource, monitoring=observability.release if observability else None,
 )) if rollouts else None
 
 # Team image repositories, CI push roles and the image admission policy (selects team namespaces by label).

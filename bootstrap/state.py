@@ -8,7 +8,7 @@ import pulumi
 import pulumi_aws as aws
 
 from bootstrap.config import StateConfig
-from components.iam import tls_only_bucket_policy
+from components.buckets import private_bucket_settings
 
 
 @dataclass(frozen=True)
@@ -42,32 +42,9 @@ class StateBackend(pulumi.ComponentResource):
 
         bucket = aws.s3.Bucket(f"{name}-state", bucket=cfg.bucket_name, force_destroy=False,
                                tags={"Name": cfg.bucket_name, "purpose": "pulumi-state"}, opts=kept)
-        aws.s3.BucketOwnershipControls(f"{name}-state", bucket=bucket.id, rule=aws.s3.BucketOwnershipControlsRuleArgs(
-            object_ownership="BucketOwnerEnforced"), opts=child)
-        aws.s3.BucketPublicAccessBlock(f"{name}-state", bucket=bucket.id, block_public_acls=True,
-                                       block_public_policy=True, ignore_public_acls=True,
-                                       restrict_public_buckets=True, opts=child)
         # Every write of a checkpoint is a new version: a bad `pulumi up` or a deleted stack can be rolled back.
-        aws.s3.BucketVersioning(f"{name}-state", bucket=bucket.id,
-                                versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(
-                                    status="Enabled"), opts=child)
-        aws.s3.BucketServerSideEncryptionConfiguration(f"{name}-state", bucket=bucket.id, rules=[
-            aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
-                apply_server_side_encryption_by_default=aws.s3.
-                BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
-                    sse_algorithm="aws:kms", kms_master_key_id=key.arn),
-                bucket_key_enabled=True)], opts=child)
-        aws.s3.BucketLifecycleConfiguration(f"{name}-state", bucket=bucket.id, rules=[
-            aws.s3.BucketLifecycleConfigurationRuleArgs(
-                id="expire-superseded-checkpoints", status="Enabled",
-                filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
-                noncurrent_version_expiration=aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
-                    noncurrent_days=cfg.noncurrent_version_days),
-                abort_incomplete_multipart_upload=aws.s3.
-                BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(days_after_initiation=7))],
-            opts=child)
-        aws.s3.BucketPolicy(f"{name}-state", bucket=bucket.id, policy=bucket.arn.apply(tls_only_bucket_policy),
-                            opts=child)
+        private_bucket_settings(f"{name}-state", bucket, key.arn, noncurrent_days=cfg.noncurrent_version_days,
+                                parent=self)
 
         self.bucket_name = bucket.bucket
         self.bucket_arn = bucket.arn

@@ -27,6 +27,7 @@ import pulumi_kubernetes as k8s
 from components import catalog, labels
 from components.config import DatasetConfig
 from components.endpoints import ClusterAccess, DatasetAccess, DvcRemote
+from components.buckets import private_bucket_settings
 from components.iam import irsa_role
 
 FSX = catalog.fsx()
@@ -341,38 +342,9 @@ class Datasets(pulumi.ComponentResource):
     def _dvc_bucket(self, name: str, args: DatasetsArgs) -> DvcRemote:
         """One bucket, a prefix per team (`s3://<bucket>/<team>/`): versioned, KMS-encrypted, private, TLS only.
         The Team component grants each team's notebook and training roles its own prefix only."""
-        child = pulumi.ResourceOptions(parent=self)
         data = pulumi.ResourceOptions(parent=self, protect=args.protect_data)
         key = aws.kms.Key(f"{name}-dvc", description="DVC remotes of the ML platform's teams",
                           enable_key_rotation=True, deletion_window_in_days=30, opts=data)
         bucket = aws.s3.Bucket(f"{name}-dvc", force_destroy=False, tags={"Name": f"{name}-dvc"}, opts=data)
-        aws.s3.BucketPublicAccessBlock(f"{name}-dvc", bucket=bucket.id, block_public_acls=True,
-                                       block_public_policy=True, ignore_public_acls=True,
-                                       restrict_public_buckets=True, opts=child)
-        aws.s3.BucketOwnershipControls(f"{name}-dvc", bucket=bucket.id, rule=aws.s3.BucketOwnershipControlsRuleArgs(
-            object_ownership="BucketOwnerEnforced"), opts=child)
-        aws.s3.BucketVersioning(f"{name}-dvc", bucket=bucket.id,
-                                versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(
-                                    status="Enabled"), opts=child)
-        aws.s3.BucketServerSideEncryptionConfiguration(f"{name}-dvc", bucket=bucket.id, rules=[
-            aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
-                apply_server_side_encryption_by_default=aws.s3.
-                BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
-                    sse_algorithm="aws:kms", kms_master_key_id=key.arn),
-                bucket_key_enabled=True)], opts=child)
-        aws.s3.BucketLifecycleConfiguration(f"{name}-dvc", bucket=bucket.id, rules=[
-            aws.s3.BucketLifecycleConfigurationRuleArgs(
-                id="old-versions", status="Enabled",
-                filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
-                noncurrent_version_expiration=aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
-                    noncurrent_days=DVC_NONCURRENT_DAYS),
-                abort_incomplete_multipart_upload=aws.s3.
-                BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(days_after_initiation=7))],
-            opts=child)
-        aws.s3.BucketPolicy(f"{name}-dvc", bucket=bucket.id, policy=bucket.arn.apply(lambda arn: json.dumps({
-            "Version": "2012-10-17",
-            "Statement": [{"Sid": "TlsOnly", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
-                           "Resource": [arn, f"{arn}/*"],
-                           "Condition": {"Bool": {"aws:SecureTransport": "false"}}}],
-        })), opts=child)
+        private_bucket_settings(f"{name}-dvc", bucket, key.arn, noncurrent_days=DVC_NONCURRENT_DAYS, parent=self)
         return DvcRemote(bucket_name=bucket.bucket, bucket_arn=bucket.arn, kms_key_arn=key.arn)

@@ -7,6 +7,9 @@ NODE_POOL = f"{PREFIX}/node-pool"            # value: the node group / NodePool 
 NODE_ROLE = f"{PREFIX}/node-role"            # "system" on the system node group
 TEAM = f"{PREFIX}/team"                      # on team namespaces and their workloads
 JOB_TYPE = "job-type"                        # "training" | "notebook" | "inference": egress rules key on it
+# On a training job's pods: the MLflow run the job logs to (its pods get it as MLFLOW_RUN_ID); the cost rules and the
+# training dashboard join a job's GPU-hours and cost to that run (docs/observability.md).
+MLFLOW_RUN_ID = f"{PREFIX}/mlflow-run-id"
 
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_TAINT = {"key": GPU_RESOURCE, "value": "true", "effect": "NoSchedule"}

@@ -25,7 +25,8 @@ from components import catalog, labels
 from components import mlflow_auth as auth
 from components.config import MlflowConfig
 from components.endpoints import MLFLOW, ClusterAccess, ServiceEndpoint
-from components.iam import irsa_role, tls_only_bucket_policy
+from components.buckets import private_bucket_settings
+from components.iam import irsa_role
 from components.network import lookup_subnet_cidrs
 
 # Pinned in components/data/versions.yaml. RDS: only the major version is pinned; AWS applies minor (security)
@@ -96,38 +97,7 @@ class Mlflow(pulumi.ComponentResource):
             opts=data,
         )
         bucket = aws.s3.Bucket(f"{name}-artifacts", force_destroy=not args.protect_data, tags=tags, opts=data)
-        bucket_child = pulumi.ResourceOptions(parent=self, depends_on=[bucket])
-        aws.s3.BucketOwnershipControls(
-            f"{name}-artifacts", bucket=bucket.id,
-            rule=aws.s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"), opts=bucket_child)
-        public_access = aws.s3.BucketPublicAccessBlock(
-            f"{name}-artifacts", bucket=bucket.id, block_public_acls=True, block_public_policy=True,
-            ignore_public_acls=True, restrict_public_buckets=True, opts=bucket_child)
-        aws.s3.BucketServerSideEncryptionConfiguration(
-            f"{name}-artifacts", bucket=bucket.id,
-            rules=[aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
-                apply_server_side_encryption_by_default=aws.s3.
-                BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
-                    sse_algorithm="aws:kms", kms_master_key_id=key.arn),
-                bucket_key_enabled=True)],
-            opts=bucket_child)
-        versioning = aws.s3.BucketVersioning(
-            f"{name}-artifacts", bucket=bucket.id,
-            versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(status="Enabled"),
-            opts=bucket_child)
-        aws.s3.BucketLifecycleConfiguration(
-            f"{name}-artifacts", bucket=bucket.id,
-            rules=[aws.s3.BucketLifecycleConfigurationRuleArgs(
-                id="noncurrent-versions-and-stale-uploads", status="Enabled",
-                filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
-                noncurrent_version_expiration=aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
-                    noncurrent_days=90),
-                abort_incomplete_multipart_upload=aws.s3.
-                BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(days_after_initiation=7))],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[versioning]))
-        aws.s3.BucketPolicy(
-            f"{name}-artifacts", bucket=bucket.id, policy=bucket.arn.apply(tls_only_bucket_policy),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[public_access]))
+        private_bucket_settings(f"{name}-artifacts", bucket, key.arn, noncurrent_days=90, parent=self)
 
         # ---- RDS PostgreSQL in the private subnets, reachable from the cluster's security group only
         password = random.RandomPassword(f"{name}-database", length=40, special=False, opts=child)

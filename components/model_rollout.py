@@ -88,6 +88,9 @@ class ModelRolloutArgs:
     prometheus: ServiceEndpoint
     image: str                          # the MLflow image (its Python runs the service: no extra image)
     mlflow_namespace: pulumi.Resource
+    # The release that installs the Prometheus operator's CRDs (Observability.release): the service's /metrics
+    # (deployed version, registry metrics, rollouts) is scraped through a ServiceMonitor; None: not scraped.
+    monitoring: pulumi.Resource | None = None
 
 
 class ModelRollout(pulumi.ComponentResource):
@@ -179,12 +182,18 @@ class ModelRollout(pulumi.ComponentResource):
                                 requests={"cpu": "50m", "memory": "128Mi"}, limits={"memory": "256Mi"}))]))),
             opts=pulumi.ResourceOptions(parent=self, provider=args.access.provider,
                                         depends_on=[secret, config_map, account]))
-        k8s.core.v1.Service(
+        service = k8s.core.v1.Service(
             f"{name}-service", metadata=meta(NAME),
             spec=k8s.core.v1.ServiceSpecArgs(selector=dict(SERVICE_LABELS), ports=[k8s.core.v1.ServicePortArgs(
                 name="http", port=80, target_port="http", protocol="TCP")]),
             opts=in_ns)
         self.webhook_url = f"http://{NAME}.{ns}.svc.cluster.local/webhook"
+        if args.monitoring is not None:
+            k8s.apiextensions.CustomResource(
+                f"{name}-service-monitor", api_version="monitoring.coreos.com/v1", kind="ServiceMonitor",
+                metadata=meta(NAME), spec=service_monitor_spec(ns),
+                opts=pulumi.ResourceOptions(parent=self, provider=args.access.provider,
+                                            depends_on=[service, args.monitoring]))
 
         # ---- the webhook in MLflow, registered by a Job (MLflow keeps webhooks in its database, not in Kubernetes)
         k8s.batch.v1.Job(
@@ -218,6 +227,14 @@ class ModelRollout(pulumi.ComponentResource):
         self.models = sorted(f"{r.namespace}/{r.inference_service}" for r in args.rollouts)
         self.register_outputs({"webhook_url": self.webhook_url, "webhook_secret": self.webhook_secret,
                                "models": self.models})
+
+
+def service_monitor_spec(namespace: str) -> dict:
+    """The service's /metrics on its Service port `http`. honorLabels: its series name the model's team namespace in
+    `namespace`, which must not be overwritten by the target's (MLflow's) namespace. The ingress NetworkPolicy admits
+    Prometheus on this port only."""
+    return {"selector": {"matchLabels": dict(POD_LABELS)}, "namespaceSelector": {"matchNames": [namespace]},
+            "endpoints": [{"port": "http", "path": "/metrics", "honorLabels": True}]}
 
 
 def _env(name: str, value: str) -> k8s.core.v1.EnvVarArgs:

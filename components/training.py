@@ -56,6 +56,7 @@ WEBHOOK_SECRET = "training-operator-webhook-cert"
 WEBHOOK_CONFIGURATION = "validator.training-operator.kubeflow.org"   # the name the operator's cert-controller patches
 WEBHOOK_PORT = 9443
 METRICS_PORT = 8080
+METRICS_PORT_NAME = "monitoring-port"
 HEALTH_PORT = 8081
 DEFAULTS_CONFIGMAP = "training-job-defaults"
 SYSTEM_NODES = {"kubernetes.io/os": "linux", labels.NODE_ROLE: "system"}
@@ -117,6 +118,9 @@ class TrainingArgs:
     pool: GpuPool                                   # config.training_pool: where jobs run by default
     team_access: list[TeamAccess] = field(default_factory=list)
     priority_class: str = PRIORITY_CLASSES.training
+    # The release that installs the Prometheus operator's CRDs (Observability.release); without one, the operator's
+    # metrics are not scraped (no ServiceMonitor could be accepted).
+    monitoring: pulumi.Resource | None = None
 
 
 class Training(pulumi.ComponentResource):
@@ -170,6 +174,12 @@ class Training(pulumi.ComponentResource):
             webhooks=webhooks(),
             opts=after(deployment, ignore_changes=["webhooks[*].clientConfig.caBundle"]))
 
+        if args.monitoring is not None:
+            k8s.apiextensions.CustomResource(
+                f"{name}-service-monitor", api_version="monitoring.coreos.com/v1", kind="ServiceMonitor",
+                metadata=k8s.meta.v1.ObjectMetaArgs(name=NAME, namespace=NAMESPACE), spec=service_monitor_spec(),
+                opts=after(service, args.monitoring))
+
         # ---- per team: the pod template of a training job's replicas
         self.job_defaults = []
         for team in args.team_access:
@@ -205,9 +215,15 @@ def crd_urls(version: str = TRAINING_OPERATOR_VERSION) -> dict[str, str]:
 def service_spec() -> dict[str, Any]:
     return {
         "selector": dict(SELECTOR),
-        "ports": [{"name": "monitoring-port", "port": METRICS_PORT, "targetPort": METRICS_PORT, "protocol": "TCP"},
+        "ports": [{"name": METRICS_PORT_NAME, "port": METRICS_PORT, "targetPort": METRICS_PORT, "protocol": "TCP"},
                   {"name": "webhook-server", "port": 443, "targetPort": WEBHOOK_PORT, "protocol": "TCP"}],
     }
+
+
+def service_monitor_spec() -> dict[str, Any]:
+    """The operator's job counters (components/data/metrics.yaml), on the Service's metrics port."""
+    return {"selector": {"matchLabels": dict(SELECTOR)}, "namespaceSelector": {"matchNames": [NAMESPACE]},
+            "endpoints": [{"port": METRICS_PORT_NAME, "path": "/metrics"}]}
 
 
 def controller_args(cfg: TrainingConfig) -> list[str]:
@@ -291,12 +307,17 @@ def webhooks() -> list[dict[str, Any]]:
 
 def job_pod_template(team: TeamAccess, pool: GpuPool, priority_class: str, image: str, command: list[str],
                      gpus: int = 1, cpu: str = "3", memory: str = "12Gi",
-                     datasets: tuple[str, ...] = ()) -> dict[str, Any]:
+                     datasets: tuple[str, ...] = (), mlflow_run_id: str | None = None) -> dict[str, Any]:
     """A training replica's pod template: the team's `training` identity and label, the GPU pool, its taint, and a
-    read-only mount of each dataset claim (`dataset-<name>`, tenancy) at `/datasets/<name>`."""
+    read-only mount of each dataset claim (`dataset-<name>`, tenancy) at `/datasets/<name>`. With `mlflow_run_id`
+    (a run created beforehand) the pods carry it as a label, which the cost rules join the job's GPU-hours and cost
+    to, and as MLFLOW_RUN_ID, so `mlflow.start_run()` in the job logs to that very run."""
     resource = next(iter(pool.resources))
+    pod_labels = {labels.JOB_TYPE: "training", labels.TEAM: team.name}
+    if mlflow_run_id:
+        pod_labels[labels.MLFLOW_RUN_ID] = mlflow_run_id
     template: dict[str, Any] = {
-        "metadata": {"labels": {labels.JOB_TYPE: "training", labels.TEAM: team.name}},
+        "metadata": {"labels": pod_labels},
         "spec": {
             "serviceAccountName": team.training_service_account,
             "priorityClassName": priority_class,
@@ -313,6 +334,9 @@ def job_pod_template(team: TeamAccess, pool: GpuPool, priority_class: str, image
                 # MLFLOW_TRACKING_URI / _USERNAME / _PASSWORD: the team's own MLflow user (components/mlflow_auth.py)
                 "envFrom": [{"secretRef": {"name": mlflow_auth.TEAM_SECRET}}],
                 "securityContext": copy.deepcopy(JOB_CONTAINER_SECURITY_CONTEXT),
+                # From the pod's own label: one place to set the run (empty without it: MLflow starts a new run).
+                "env": [{"name": "MLFLOW_RUN_ID", "valueFrom": {"fieldRef": {
+                    "fieldPath": f"metadata.labels['{labels.MLFLOW_RUN_ID}']"}}}],
                 "resources": {"requests": {"cpu": cpu, "memory": memory, resource: gpus},
                               "limits": {"memory": memory, resource: gpus}},
             }],
@@ -328,7 +352,8 @@ def job_pod_template(team: TeamAccess, pool: GpuPool, priority_class: str, image
 
 
 def job_defaults_data(team: TeamAccess, pool: GpuPool, priority_class: str) -> dict[str, str]:
-    template = job_pod_template(team, pool, priority_class, image="<your image>", command=["<your command>"])
+    template = job_pod_template(team, pool, priority_class, image="<your image>", command=["<your command>"],
+                                mlflow_run_id="<your MLflow run id>")
     return {
         "pool": pool.name,
         "gpuType": pool.gpu_type,
@@ -341,14 +366,15 @@ def job_defaults_data(team: TeamAccess, pool: GpuPool, priority_class: str) -> d
 
 
 def example_pytorchjob(team: TeamAccess, pool: GpuPool, image: str, workers: int = 1, name: str = "fraud-train",
-                       dataset: str = "transactions",
+                       dataset: str = "transactions", mlflow_run_id: str = "4c1e9a7f2b8d4e6a9f0c3b5d7e1a2c4f",
                        priority_class: str = PRIORITY_CLASSES.training) -> dict[str, Any]:
     """The example PyTorchJob (`examples/pytorchjob.yaml`): one master and `workers` workers, one GPU each, on the
     spot training pool; torchrun reads the rendezvous settings the operator sets (MASTER_ADDR, WORLD_SIZE, ...)."""
     command = ["sh", "-c", f"dvc pull -r platform && torchrun train.py --data /datasets/{dataset}"]
 
     def template() -> dict[str, Any]:
-        return job_pod_template(team, pool, priority_class, image, command, datasets=(dataset,))
+        return job_pod_template(team, pool, priority_class, image, command, datasets=(dataset,),
+                                mlflow_run_id=mlflow_run_id)
     return {
         "apiVersion": "kubeflow.org/v1",
         "kind": "PyTorchJob",

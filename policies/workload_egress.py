@@ -9,8 +9,9 @@ egress rules allow must be one the kind needs:
 - training and notebook: MLflow's server pods on its port; FSx for Lustre on the Lustre ports, inside one private
   subnet of the plan's VPC (never the whole VPC, never "anything private"); notebooks also the hub API;
   training pods the team's own training pods (distributed training), on any port;
-- training, notebook and inference: S3 (the stack's S3 prefix-list CIDRs, policy config `publicCidrs`) and
-  interface VPC endpoints (single addresses inside a private subnet) on 443;
+- training, notebook and inference: S3 (the S3 prefix-list CIDRs of the stack's region, read from
+  components/data/s3-prefix-lists.yaml for the region the plan's S3 gateway endpoint names) and interface VPC
+  endpoints (single addresses inside a private subnet) on 443;
 - `extraDestinations` of the policy config, per kind (a team's package index, for example).
 
 A pod peer must name its namespace (`kubernetes.io/metadata.name`) and select the allowed pods: a
@@ -45,7 +46,7 @@ OTHER_VALUE = "(another value)"
 HTTPS = [netpol.Port("TCP", 443)]
 DNS_PORTS = [netpol.Port("UDP", 53), netpol.Port("TCP", 53)]
 LUSTRE_PORTS = [netpol.Port("TCP", 988), netpol.Port("TCP", 1018, 1023)]
-DEFAULT_PUBLIC_CIDRS = [c for _, cidrs in catalog.s3_prefix_lists().values() for c in cidrs]
+VPC_ENDPOINT = "aws:ec2/vpcEndpoint:VpcEndpoint"
 SAME_NAMESPACE = "(same namespace)"
 
 
@@ -204,6 +205,23 @@ def reach_problem(reach: netpol.Reach, kind: str, namespace: str, allow: Allowli
     return None
 
 
+def s3_cidrs(resources: list[tuple[str, dict[str, Any]]]) -> tuple[list[str], list[str]]:
+    """(CIDRs, problems): the S3 prefix list of the region the plan's S3 gateway endpoint names
+    (`com.amazonaws.<region>.s3`), so the allowlist follows the stack's region without a copy in policy config.
+    A plan without that endpoint is judged against every known region's list."""
+    known = catalog.s3_prefix_lists()
+    regions = sorted({str(props.get("serviceName")).split(".")[2] for typ, props in resources
+                      if typ == VPC_ENDPOINT and str(props.get("serviceName", "")).startswith("com.amazonaws.")
+                      and str(props.get("serviceName")).endswith(".s3")})
+    if not regions:
+        return [c for _, cidrs in known.values() for c in cidrs], []
+    unknown = [r for r in regions if r not in known]
+    problems = [f"The S3 gateway endpoint is in region {r}, whose S3 prefix list is not in "
+                f"components/data/s3-prefix-lists.yaml: add it (aws ec2 get-managed-prefix-list-entries)."
+                for r in unknown]
+    return [c for r in regions if r in known for c in known[r][1]], problems
+
+
 def egress_problems(resources: list[tuple[str, dict[str, Any]]], public_cidrs: list[str],
                     extra: dict[str, list[dict[str, Any]]] | None = None, team_label: str = labels.TEAM) -> list[str]:
     teams = team_namespaces(resources, team_label)
@@ -231,9 +249,10 @@ def egress_problems(resources: list[tuple[str, dict[str, Any]]], public_cidrs: l
 
 def _validate(args: StackValidationArgs, report_violation: ReportViolation) -> None:
     config = args.get_config() or {}
-    for problem in egress_problems([(r.resource_type, r.props) for r in args.resources],
-                                   list(config.get("publicCidrs") or DEFAULT_PUBLIC_CIDRS),
-                                   as_dict(config.get("extraDestinations")), config.get("teamLabel") or labels.TEAM):
+    resources = [(r.resource_type, r.props) for r in args.resources]
+    public_cidrs, problems = s3_cidrs(resources)
+    for problem in problems + egress_problems(resources, public_cidrs, as_dict(config.get("extraDestinations")),
+                                              config.get("teamLabel") or labels.TEAM):
         report_violation(problem, None)
 
 
@@ -246,9 +265,6 @@ workload_egress_allowlist = StackValidationPolicy(
     enforcement_level=EnforcementLevel.MANDATORY,
     validate=_validate,
     config_schema=PolicyConfigSchema(properties={
-        "publicCidrs": {"type": "array", "items": {"type": "string"}, "default": DEFAULT_PUBLIC_CIDRS,
-                        "description": "Public CIDRs data-reading pods may reach on 443: the S3 managed prefix "
-                                       "lists of the stack's region (components/data/s3-prefix-lists.yaml)."},
         "extraDestinations": {"type": "object", "default": {},
                               "description": "kind (training|notebook|inference|other) -> [{cidr, ports: "
                                              "[\"TCP/443\", ...]}] allowed on top (a team's package index)."},

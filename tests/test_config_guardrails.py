@@ -18,6 +18,7 @@ import yaml
 from components import catalog
 from components.config.cluster import version_problems
 from components.config.loading import ConfigError, parse_config, read_stack_file
+from components.config.secrets import SECRET_SETTINGS
 from tests import fuzz_config
 from tests.conftest import PROJECT_DIR
 
@@ -30,6 +31,8 @@ PROD: dict[str, Any] = {
                            "callbackUrl": "https://hub.example/hub/oauth_callback",
                            "authorizeUrl": "https://id.example/authorize", "tokenUrl": "https://id.example/token",
                            "userdataUrl": "https://id.example/userinfo"}},
+    "observability": {"alertmanager": {"platformReceiver": {"emailTo": ["oncall@acme.example"]},
+                                       "smtp": {"smarthost": "smtp.acme.example:587", "from": "alerts@acme.example"}}},
 }
 SECRET = ["notebooks.auth.clientSecret"]
 
@@ -233,7 +236,22 @@ def test_a_secure_value_in_a_file_is_reported_at_its_path(tmp_path):
     doc["config"]["mlops-platform:network"]["vpcCidr"] = {"secure": "v1:abc"}
     assert file_errors(stack_file(tmp_path, yaml.safe_dump(doc))) == [
         "error: Pulumi.t.yaml: network.vpcCidr: is a `secure:` value, but no secret belongs here (secrets: "
-        "notebooks.auth.clientSecret); write it in plain text"]
+        f"{', '.join(SECRET_SETTINGS)}); write it in plain text"]
+
+
+def test_a_secure_webhook_of_any_team_is_in_place_and_prod_refuses_a_plain_one(tmp_path):
+    """`teams[*]` settings: a `secure:` value at any team's index is accepted; a plain one in prod is refused."""
+    doc = {"config": {f"mlops-platform:{k}": v for k, v in copy.deepcopy(PROD).items()}}
+    doc["config"]["mlops-platform:notebooks"]["auth"]["clientSecret"] = {"secure": "v1:abc"}
+    doc["config"]["mlops-platform:teams"].append({"name": "risk", "gpuQuota": 0})
+    for team in doc["config"]["mlops-platform:teams"]:
+        team["alertReceiver"] = {"slackWebhookUrl": {"secure": "v1:def"}}
+    assert file_errors(stack_file(tmp_path, yaml.safe_dump(doc))) == []
+    doc["config"]["mlops-platform:teams"][1]["alertReceiver"]["slackWebhookUrl"] = "https://hooks.slack.com/services/T/B/x"
+    assert file_errors(stack_file(tmp_path, yaml.safe_dump(doc))) == [
+        "error: Pulumi.t.yaml: teams[1].alertReceiver.slackWebhookUrl: must be a `secure:` value in prod, not plain "
+        "text in the stack file (anyone with the repository could read it): pulumi config set --path --secret "
+        "'mlops-platform:teams[1].alertReceiver.slackWebhookUrl' <value>"]
 
 
 # ---- teams ----------------------------------------------------------------------------------------------------

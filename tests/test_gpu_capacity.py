@@ -325,7 +325,7 @@ def test_waste_alerts_use_the_configured_thresholds():
     idle, rightsizing = rules["GpuAllocatedButIdle"], rules["GpuMemoryRightsizing"]
     assert idle["for"] == "45m" and idle["expr"].endswith("< 7") and "DCGM_FI_DEV_GPU_UTIL" in idle["expr"]
     assert 'pod!=""' in idle["expr"]      # only GPUs held by a pod
-    assert rightsizing["for"] == "12h" and rightsizing["expr"].endswith("< 30")
+    assert rightsizing["for"] == "12h" and rightsizing["expr"].endswith(" * 0.3")    # 30% of the GPU's memory
     assert "DCGM_FI_DEV_FB_USED" in rightsizing["expr"] and "DCGM_FI_DEV_FB_FREE" in rightsizing["expr"]
 
 

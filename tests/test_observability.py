@@ -236,7 +236,7 @@ def mock_password(name: str, length: int) -> str:
 # ---- the installation ----------------------------------------------------------------------------------------
 
 
-def test_a_pinned_stack_with_only_prometheus_grafana_kube_state_metrics_and_the_operator(dev):
+def test_a_pinned_stack_with_only_prometheus_grafana_alertmanager_kube_state_metrics_and_the_operator(dev):
     release = dev.helm(RELEASE)
     assert release["version"] == "88.2.0" and release["chart"] == "kube-prometheus-stack"
     assert release["repositoryOpts"]["repo"] == "https://prometheus-community.github.io/helm-charts"
@@ -244,7 +244,9 @@ def test_a_pinned_stack_with_only_prometheus_grafana_kube_state_metrics_and_the_
     v = release["values"]
     assert v["crds"] == {"enabled": True} and v["kubeStateMetrics"] == {"enabled": True}
     assert v["grafana"]["enabled"] is True
-    assert v["alertmanager"] == {"enabled": False} and v["defaultRules"] == {"create": False}
+    # Alertmanager reads its configuration from the component's Secret (tests/test_alerts.py), never from values.
+    assert v["alertmanager"]["enabled"] is True and v["alertmanager"]["alertmanagerSpec"]["useExistingSecret"] is True
+    assert "config" not in v["alertmanager"] and v["defaultRules"] == {"create": False}
     assert v["nodeExporter"] == {"enabled": False}
     for scraped_elsewhere in ("kubeApiServer", "kubelet", "kubeControllerManager", "coreDns", "kubeDns", "kubeEtcd",
                               "kubeScheduler", "kubeProxy"):
@@ -258,7 +260,7 @@ def test_everything_runs_on_the_system_nodes(stack, request):
     system = {"kubernetes.io/os": "linux", labels.NODE_ROLE: "system"}
     for placed in (v["prometheus"]["prometheusSpec"], v["grafana"], v["kube-state-metrics"], v["prometheusOperator"],
                    v["prometheusOperator"]["admissionWebhooks"]["deployment"],
-                   v["prometheusOperator"]["admissionWebhooks"]["patch"]):
+                   v["prometheusOperator"]["admissionWebhooks"]["patch"], v["alertmanager"]["alertmanagerSpec"]):
         assert placed["nodeSelector"] == system
 
 
@@ -385,7 +387,7 @@ def test_the_check_finds_a_wrong_metric_or_label(dev, mistake):
 
 def test_dashboards_are_valid_grafana_json_provisioned_for_the_sidecar(dev):
     boards = dashboards(dev)
-    assert set(boards) == {"mlops-gpu", "mlops-cost", "mlops-models"}
+    assert set(boards) == {"mlops-gpu", "mlops-cost", "mlops-models", "mlops-training"}
     sidecar = values(dev)["grafana"]["sidecar"]["dashboards"]
     assert (sidecar["label"], sidecar["labelValue"], sidecar["searchNamespace"]) == \
         (observability.DASHBOARD_LABEL, "1", observability.NAMESPACE)

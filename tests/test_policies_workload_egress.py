@@ -7,6 +7,7 @@ subnets. The compliant policies are the ones a platform needs; every violating o
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import pytest
 
@@ -58,8 +59,13 @@ PLATFORM = [
 ]
 
 
-def check(*policies: dict, config: dict | None = None) -> list[str]:
-    world = [plan.team_namespace("team-a"), *plan.subnets("10.40")]
+def s3_endpoint(region: str) -> Any:
+    return resource("aws:ec2/vpcEndpoint:VpcEndpoint", {"serviceName": f"com.amazonaws.{region}.s3",
+                                                        "vpcEndpointType": "Gateway"}, name="s3")
+
+
+def check(*policies: dict, config: dict | None = None, world: tuple = ()) -> list[str]:
+    world = (plan.team_namespace("team-a"), *plan.subnets("10.40"), *world)
     return violations(workload_egress_allowlist, *world,
                       *[resource(NP, p, name=f"np-{i}") for i, p in enumerate(policies)], config=config)
 
@@ -207,10 +213,21 @@ def test_an_empty_rule_is_every_destination():
 
 # ---- config --------------------------------------------------------------------------------------------------
 
-def test_public_cidrs_and_extra_destinations_come_from_config():
-    other_region = [{"to": [{"ipBlock": {"cidr": "52.218.128.0/17"}}], "ports": HTTPS}]
-    assert check(netpol("s3", job("training"), other_region)) == []        # the default knows both regions
-    _one(check(netpol("s3", job("training"), other_region), config={"publicCidrs": [S3]}), "52.218.128.0/17")
+def test_the_s3_ranges_follow_the_region_of_the_plans_s3_endpoint():
+    """us-west-2's S3 range: allowed in a us-west-2 plan, refused in a us-east-1 one (no copy in policy config)."""
+    west = [{"to": [{"ipBlock": {"cidr": "52.218.128.0/17"}}], "ports": HTTPS}]
+    assert check(netpol("s3", job("training"), west)) == []        # no endpoint in the plan: every known region
+    assert check(netpol("s3", job("training"), west), world=(s3_endpoint("us-west-2"),)) == []
+    _one(check(netpol("s3", job("training"), west), world=(s3_endpoint("us-east-1"),)), "52.218.128.0/17")
+    assert check(*PLATFORM, world=(s3_endpoint("us-east-1"),)) == []     # S3 is us-east-1's range
+
+
+def test_a_region_without_prefix_list_data_is_reported():
+    found = check(*PLATFORM, world=(s3_endpoint("eu-north-1"),))
+    assert any("eu-north-1" in f and "s3-prefix-lists.yaml" in f for f in found), found
+
+
+def test_extra_destinations_come_from_config():
     index = [{"to": [{"ipBlock": {"cidr": "198.51.100.10/32"}}], "ports": HTTPS}]
     _one(check(netpol("pypi", job("notebook"), index)), "198.51.100.10/32")
     extra = {"notebook": [{"cidr": "198.51.100.10/32", "ports": ["TCP/443"]}]}

@@ -240,18 +240,29 @@ def test_an_advisory_override_in_the_stack_policy_config_lets_check_pass(violati
     assert len(found) == len(NAMES) and not any(v.mandatory for v in found)
 
 
-def test_the_prod_policy_config_narrows_the_s3_ranges(prod):
-    """prod's config (policies/config.prod.json) allows only us-east-1's S3 ranges: a us-west-2 range fails."""
+def test_the_s3_ranges_are_the_stack_regions(prod):
+    """The plan's S3 gateway endpoint names its region: a training egress rule to another region's S3 range fails,
+    to its own region's range passes (policy config holds no copy of the ranges)."""
+    from components import catalog, labels
     plan = copy.deepcopy(render.plan(prod.run))
-    _add(plan, "kubernetes:networking.k8s.io/v1:NetworkPolicy", "other-region", {
-        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-        "metadata": {"name": "other-region", "namespace": "forecasting"},
-        "spec": {"podSelector": {"matchLabels": {"job-type": "training"}}, "policyTypes": ["Egress"],
-                 "egress": [{"to": [{"ipBlock": {"cidr": "52.218.128.0/17"}}], "ports": [{"port": 443}]}]}})
+    endpoints = [r["inputs"]["serviceName"] for r in plan["resources"]
+                 if r["type"] == "aws:ec2/vpcEndpoint:VpcEndpoint" and r["inputs"].get("serviceName", "").endswith(".s3")]
+    region = endpoints[0].split(".")[2]
+    team = next(r["inputs"]["metadata"]["name"] for r in plan["resources"] if r["type"] == "kubernetes:core/v1:Namespace"
+                and labels.TEAM in r["inputs"]["metadata"].get("labels", {}))
+    lists = catalog.s3_prefix_lists()
+    other = next(cidrs[0] for r, (_, cidrs) in lists.items() if r != region)
     egress = [p for p in POLICIES if p.name == "workload-egress-allowlist"]
-    assert [v.policy for v in check.evaluate(egress, _registrations(plan), check.load_overrides(PROJECT_DIR, "prod"))] \
-        == ["workload-egress-allowlist"]
-    assert check.evaluate(egress, _registrations(plan), {}) == []   # the default allowlist knows both regions
+    for name, cidr, expected in (("own-region", lists[region][1][0], []), ("other-region", other,
+                                                                            ["workload-egress-allowlist"])):
+        probe = copy.deepcopy(plan)
+        _add(probe, "kubernetes:networking.k8s.io/v1:NetworkPolicy", name, {
+            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": name, "namespace": team},
+            "spec": {"podSelector": {"matchLabels": {"job-type": "training"}}, "policyTypes": ["Egress"],
+                     "egress": [{"to": [{"ipBlock": {"cidr": cidr}}], "ports": [{"port": 443}]}]}})
+        found = check.evaluate(egress, _registrations(probe), check.load_overrides(PROJECT_DIR, "prod"))
+        assert [v.policy for v in found] == expected, (name, cidr, found)
 
 
 def _registrations(plan: Plan):

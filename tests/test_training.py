@@ -46,6 +46,8 @@ EXAMPLE_HEADER = """\
 # - the dataset claim `dataset-transactions` is mounted read-only at /datasets/transactions;
 # - priority class `mlops-training`; the image comes from the team's ECR repository (pushed by the scanning CI);
 # - Pod Security `restricted`: non-root (uid 1000), no privilege escalation, no capabilities, seccomp RuntimeDefault.
+# - label `mlops.platform/mlflow-run-id`: the MLflow run this job logs to (create it first; its id replaces this one);
+#   the pods get it as MLFLOW_RUN_ID, and the training dashboard links the job's GPU-hours and cost to that run.
 # The same pod template is in the team namespace's ConfigMap `training-job-defaults` (components/training.py).
 # Rendered by components.training.example_pytorchjob; tests/test_training.py checks this file against it, against
 # the upstream PyTorchJob schema and with the policy pack.

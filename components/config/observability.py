@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Annotated
 from pydantic import AfterValidator, Field
 
 from components import catalog
+from components.config import alerting
+from components.config.alerting import AlertmanagerConfig
 from components.config.problems import Problem
 from components.config.types import Duration, Model, duration_seconds
 
@@ -50,6 +52,9 @@ class ObservabilityConfig(Model):
         "Node CPU, memory and disk metrics (a DaemonSet on every node, GPU nodes too)."))
     alerts: ObservabilityAlertsConfig = Field(ObservabilityAlertsConfig(), description=(
         "Thresholds of the model and capacity alerts (the GPU waste alerts' are gpu.alerts)."))
+    alertmanager: AlertmanagerConfig = Field(AlertmanagerConfig(), description=(
+        "Alertmanager: the platform receiver, SMTP, grouping; teams' receivers are teams[].alertReceiver "
+        "(docs/alerts.md)."))
 
     def retention(self, is_prod: bool) -> int:
         """Days Prometheus keeps: `retentionDays`, else 31 in prod (a month of GPU cost) and 15 elsewhere."""
@@ -83,4 +88,4 @@ def problems(cfg: PlatformConfig) -> list[Problem]:
                 errors.append(Problem(f"observability.alerts.{key}", "must be at least two scrape intervals "
                                                                      f"(scrapeInterval {obs.scrape_interval}), or one "
                                                                      "missed scrape fires or clears the alert", value))
-    return errors
+    return errors + alerting.problems(cfg)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field, model_validator
 
+from components.config.alerting import AlertReceiverConfig
 from components.config.problems import FieldError, Problem
 from components.config.types import (DnsLabel, Duration, GitBranch, GithubRepository, IamRoleArn, KubernetesGroup, MigProfile,
                                      Model, PackageCidr, Port, RegistryPrefix, S3Uri)
@@ -165,6 +166,9 @@ class TeamConfig(Model):
     ci_branch: GitBranch = Field("main", description="Branch of ciRepository allowed to push.")
     image_registries: list[RegistryPrefix] = Field([], description=(
         "Image prefixes allowed in the team's namespace on top of supplyChain.allowedRegistries."))
+    alert_receiver: AlertReceiverConfig | None = Field(None, description=(
+        "Where the team's alerts (GPU waste, rightsizing, its models) go: slackWebhookUrl and/or emailTo; unset: "
+        "to observability.alertmanager.platformReceiver (docs/alerts.md)."))
 
     @property
     def kubernetes_group(self) -> str:

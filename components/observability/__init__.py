@@ -39,16 +39,17 @@ from typing import Any
 # GPU operator, so importing the package must not import the component eagerly.
 _MODULES = {
     "component": ["Observability", "ObservabilityArgs", "_check_scraper"],
-    "dashboards": ["cost_dashboard", "dashboards", "gpu_dashboard", "models_dashboard"],
+    "dashboards": ["cost_dashboard", "dashboards", "gpu_dashboard", "models_dashboard", "training_dashboard"],
     "helm": ["KUBE_PROMETHEUS_STACK", "PROMETHEUS_OPERATOR_VERSION", "helm_values", "karpenter_service_monitor_spec",
              "queue_proxy_pod_monitor_spec"],
     "metrics": ["NAMESPACE", "RELEASE", "GRAFANA_URL", "GRAFANA_ADMIN_SECRET", "GRAFANA_ADMIN_USER", "DASHBOARD_LABEL",
                 "SYSTEM_NODES", "RULE_INTERVAL_SECONDS", "RATE_WINDOW", "NAMESPACE_LABELS", "KARPENTER_SELECTOR",
                 "KARPENTER_METRICS_PORT", "QUEUE_PROXY_METRICS_PORT", "KNATIVE_OBSERVABILITY", "INFERENCE_SERVICE_LABEL",
-                "TRAINING_JOB_LABEL", "KSM_LABEL_ALLOWLIST", "ksm_label", "ksm_resource", "TEAM_NAMESPACES",
-                "INFERENCE_SELECTOR"],
+                "TRAINING_JOB_LABEL", "TRAINING_COST_WINDOW", "KSM_LABEL_ALLOWLIST", "ksm_label", "ksm_resource",
+                "TEAM_NAMESPACES", "INFERENCE_SELECTOR"],
     "rules": ["allocation_rules", "capacity_alert_rules", "catalog_rules", "gpu_waste_alert_rules", "model_alert_rules",
-              "model_target_rules", "prometheus_rules"],
+              "model_target_rules", "node_info", "prometheus_rules"],
+    "workloads": ["instance_price_rules", "serving_cost_rules", "training_rules", "workload_rule_groups"],
 }
 _OWNER = {name: module for module, names in _MODULES.items() for name in names}
 _PLANNING = {"gpu_hour_ceiling", "gpu_hour_prices", "gpu_resource_shares"}

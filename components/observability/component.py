@@ -9,15 +9,18 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
+import yaml
 
 from components.config import ObservabilityConfig, TeamConfig
 from components.endpoints import PROMETHEUS, ClusterAccess, MetricsScraper
+from components.observability import alertmanager
 from components.observability.dashboards import dashboards
 from components.observability.helm import (KUBE_PROMETHEUS_STACK, helm_values, karpenter_service_monitor_spec,
                                            queue_proxy_pod_monitor_spec)
 from components.observability.metrics import (DASHBOARD_LABEL, GRAFANA_ADMIN_SECRET, GRAFANA_ADMIN_USER, GRAFANA_URL,
                                               NAMESPACE, NAMESPACE_LABELS, RELEASE)
 from components.observability.rules import prometheus_rules
+from components.observability.workloads import workload_rule_groups
 from components.planning.gpu_supply import GpuPool
 
 @dataclass(frozen=True)
@@ -38,6 +41,7 @@ class Observability(pulumi.ComponentResource):
     grafana_admin_secret: str
     dashboards: list[str]                      # dashboard uids
     alert_names: list[str]
+    alert_receivers: list[str]                 # Alertmanager receiver names (the platform's, team-<name>)
     recording_rules: list[str]
     release: k8s.helm.v3.Release
 
@@ -66,11 +70,23 @@ class Observability(pulumi.ComponentResource):
             string_data={"admin-user": GRAFANA_ADMIN_USER, "admin-password": pulumi.Output.secret(password.result)},
             opts=after(namespace))
 
+        # Alertmanager's configuration holds the receivers' webhook URLs and SMTP password: a secret Output in a
+        # Secret, which the operator reads (the chart's values are recorded in plain text).
+        routing = [admin]
+        if cfg.alertmanager.enabled:
+            routing.append(k8s.core.v1.Secret(
+                f"{name}-alertmanager-config",
+                metadata=k8s.meta.v1.ObjectMetaArgs(name=alertmanager.CONFIG_SECRET, namespace=NAMESPACE),
+                type="Opaque",
+                string_data={alertmanager.CONFIG_KEY: pulumi.Output.secret(yaml.safe_dump(
+                    alertmanager.alertmanager_config(cfg.alertmanager, args.teams), sort_keys=False))},
+                opts=after(namespace)))
+
         self.release = k8s.helm.v3.Release(
             f"{name}-stack", name=RELEASE, chart=KUBE_PROMETHEUS_STACK["chart"],
             version=KUBE_PROMETHEUS_STACK["version"],
             repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=KUBE_PROMETHEUS_STACK["repo"]),
-            namespace=NAMESPACE, values=helm_values(cfg, args.is_prod), opts=after(namespace, admin))
+            namespace=NAMESPACE, values=helm_values(cfg, args.is_prod), opts=after(namespace, *routing))
         crds = after(self.release)      # ServiceMonitor, PodMonitor, PrometheusRule: the chart's CRDs
 
         def custom(role: str, kind: str, object_name: str, spec: dict[str, Any]) -> None:
@@ -85,6 +101,7 @@ class Observability(pulumi.ComponentResource):
                    queue_proxy_pod_monitor_spec(team_namespaces, cfg.scrape_interval))
 
         rules = prometheus_rules(args.teams, args.gpu_pools, args.gpu_idle_percent, cfg.alerts)
+        rules["mlops-workload-cost"] = workload_rule_groups()
         for rule_name, groups in rules.items():
             custom(rule_name, "PrometheusRule", rule_name, {"groups": groups})
 
@@ -105,6 +122,8 @@ class Observability(pulumi.ComponentResource):
         self.dashboards = list(boards)
         self.alert_names = sorted({r["alert"] for r in all_rules if "alert" in r})
         self.recording_rules = sorted({r["record"] for r in all_rules if "record" in r})
+        self.alert_receivers = ([r["name"] for r in alertmanager.alertmanager_config(cfg.alertmanager, args.teams)
+                                 ["receivers"]] if cfg.alertmanager.enabled else [])
         self.register_outputs({
             "namespace": self.namespace,
             "chart_version": self.chart_version,
@@ -113,6 +132,7 @@ class Observability(pulumi.ComponentResource):
             "dashboards": self.dashboards,
             "alert_names": self.alert_names,
             "recording_rules": self.recording_rules,
+            "alert_receivers": self.alert_receivers,
         })
 
 

@@ -1,14 +1,15 @@
-"""Grafana dashboards (JSON model, schemaVersion 39) as ConfigMaps for the Grafana sidecar: GPUs, cost, models."""
+"""Grafana dashboards (JSON model, schemaVersion 39) as ConfigMaps for the Grafana sidecar: GPUs, cost, models, training
+jobs."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from components import catalog
+from components import catalog, labels
 from components.config import ObservabilityAlertsConfig, TeamConfig
 from components.endpoints import MLFLOW
 from components.observability.metrics import (INFERENCE_SELECTOR, INFERENCE_SERVICE_LABEL, RATE_WINDOW,
-                                              RULE_INTERVAL_SECONDS, TEAM_NAMESPACES, ksm_label)
+                                              RULE_INTERVAL_SECONDS, TEAM_NAMESPACES, TRAINING_COST_WINDOW, ksm_label)
 from components.planning.gpu_supply import GpuPool
 from components.planning.prices import gpu_hour_prices
 
@@ -34,7 +35,8 @@ class _Layout:
 
     def add(self, kind: str, title: str, targets: list[dict[str, Any]], width: int = 12, height: int = 8,
             unit: str | None = None, description: str = "", options: dict[str, Any] | None = None,
-            transformations: list[dict[str, Any]] | None = None) -> None:
+            transformations: list[dict[str, Any]] | None = None,
+            overrides: list[dict[str, Any]] | None = None) -> None:
         if self.x + width > 24:
             self.x, self.y = 0, self.y + self.row_height
             self.row_height = 0
@@ -44,7 +46,7 @@ class _Layout:
         panel: dict[str, Any] = {
             "id": len(self.panels) + 1, "type": kind, "title": title, "description": description,
             "gridPos": {"x": self.x, "y": self.y, "w": width, "h": height},
-            "fieldConfig": {"defaults": defaults, "overrides": []}, "options": options or {},
+            "fieldConfig": {"defaults": defaults, "overrides": overrides or []}, "options": options or {},
         }
         if targets:
             panel["datasource"] = DATASOURCE
@@ -54,6 +56,14 @@ class _Layout:
         self.panels.append(panel)
         self.x += width
         self.row_height = max(self.row_height, height)
+
+    def row(self, title: str) -> None:
+        """A full-width row header; the panels added after it belong to it."""
+        if self.x:
+            self.x, self.y = 0, self.y + self.row_height
+        self.panels.append({"id": len(self.panels) + 1, "type": "row", "title": title, "collapsed": False,
+                            "panels": [], "gridPos": {"x": 0, "y": self.y, "w": 24, "h": 1}})
+        self.y, self.row_height = self.y + 1, 0
 
     def text(self, title: str, markdown: str, width: int = 24, height: int = 6) -> None:
         self.add("text", title, [], width, height, options={"mode": "markdown", "content": markdown})
@@ -179,6 +189,14 @@ def models_dashboard(teams: list[TeamConfig], alerts: ObservabilityAlertsConfig)
                 f"{{{{inferenceservice}}}} p{int(q * 100)}") for q in (0.5, 0.95, 0.99)]
     quantiles.append(_target(f"mlops:inference_latency_p99_target:seconds{sel}", "{{inferenceservice}} p99 target"))
     layout.add("timeseries", "Latency p50 / p95 / p99 and the p99 target", quantiles, width=24, unit="s")
+    layout.add("timeseries", "Cost per 1,000 requests", [
+        _target(f"mlops:inference_cost_per_1k_requests:usd{sel}", "{{namespace}}/{{inferenceservice}}")],
+        unit="currencyUSD", description="The model's pods' share of their nodes' $/hour (the largest of their CPU, "
+                                        "memory or GPU share of the node, priced by instance type and spot/on-demand "
+                                        "from prices.yaml) over its requests per hour, x 1,000. No line while the "
+                                        "model gets no requests.")
+    layout.add("timeseries", "Serving cost per hour (node share)", [
+        _target(f"mlops:inference_cost:usd_per_hour{sel}", "{{namespace}}/{{inferenceservice}}")], unit="currencyUSD")
     layout.add("timeseries", "Replicas running", [
         _target(f'count by (namespace, {ksm_label(INFERENCE_SERVICE_LABEL)}) (kube_pod_labels{{namespace=~"$team", '
                 f'{ksm_label(INFERENCE_SERVICE_LABEL)}=~"$model"}} * on (namespace, pod) group_left () '
@@ -188,6 +206,20 @@ def models_dashboard(teams: list[TeamConfig], alerts: ObservabilityAlertsConfig)
         _target(f'sum by (namespace, workload) (sum_over_time(mlops:workload_gpu_cost:usd_per_hour{{namespace=~"$team",'
                 f' workload_kind="inference", workload=~"$model"}}[$__range])) {HOURS}', "{{namespace}}/{{workload}}",
                 instant=True)], unit="currencyUSD")
+    layout.row("Model rollouts (registry mode: the rollout service's metrics)")
+    layout.add("table", "Deployed version and since when", [
+        _target(f"max by (namespace, inferenceservice, registered_model, version) "
+                f"(mlops_model_deployed_since_timestamp_seconds{sel}) * 1000", instant=True)],
+        unit="dateTimeAsIso", description="The registered model version each registry-mode InferenceService serves, "
+                                          "as the rollout service last promoted it.")
+    layout.add("table", "Registry metrics of the deployed version", [
+        _target(f"max by (namespace, inferenceservice, registered_model, version, metric) "
+                f"(mlops_model_registry_metric{sel})", instant=True)],
+        description="The metrics MLflow's registry holds for the deployed version (e.g. accuracy), as the rollout "
+                    "service read them when it promoted it.")
+    layout.add("bargauge", "Rollouts over the range, by outcome", [
+        _target(f"sum by (namespace, inferenceservice, outcome) (increase(mlops_model_rollouts_total{sel}"
+                "[$__range]))", "{{inferenceservice}} {{outcome}}", instant=True)], width=24, height=6)
     rows = "\n".join(
         f"| {t.name} | {m.name} | {m.framework}{' (GPU)' if m.gpu else ''} | `{m.location}` | "
         f"{f'`{m.canary.location}` at {m.canary.traffic_percent}%' if m.canary else '-'} | {m.latency_p99_ms} ms |"
@@ -203,7 +235,53 @@ def models_dashboard(teams: list[TeamConfig], alerts: ObservabilityAlertsConfig)
                       "now-6h")
 
 
+MLFLOW_UI_VARIABLE = {"name": "mlflow", "label": "MLflow UI", "type": "textbox", "query": "http://localhost:5000",
+                      "current": {"text": "http://localhost:5000", "value": "http://localhost:5000"}, "hide": 0,
+                      "description": "Where your browser reaches MLflow (kubectl -n mlflow port-forward svc/mlflow "
+                                     "5000:80); the run links open <this>/#/runs/<run id>."}
+
+
+def training_dashboard() -> dict[str, Any]:
+    layout = _Layout()
+    job = "namespace, training_job, mlflow_run_id"
+
+    def final(record: str) -> dict[str, Any]:    # the job's last (largest) figure within the range
+        return _target(f"max by ({job}) (max_over_time({record}{TEAM}[$__range]))", instant=True)
+
+    columns = {"Value #A": ("Duration", "s"), "Value #B": ("GPU-hours", "h"), "Value #C": ("Cost", "currencyUSD")}
+    overrides = [{"matcher": {"id": "byName", "options": name},
+                  "properties": [{"id": "displayName", "value": title}, {"id": "unit", "value": unit}]}
+                 for name, (title, unit) in columns.items()]
+    overrides.append({"matcher": {"id": "byName", "options": "mlflow_run_id"}, "properties": [
+        {"id": "displayName", "value": "MLflow run"},
+        {"id": "links", "value": [{"title": "Open the MLflow run", "url": "${mlflow}/#/runs/${__value.raw}",
+                                   "targetBlank": True}]}]})
+    layout.add("table", "Training jobs: duration, GPU-hours and cost, with their MLflow run", [
+        final("mlops:training_job_duration:seconds"), final("mlops:training_job_gpu_hours:sum"),
+        final("mlops:training_job_cost:usd")], width=24, height=10, overrides=overrides,
+        transformations=[{"id": "merge", "options": {}},
+                         {"id": "organize", "options": {"excludeByName": {"Time": True}}}],
+        description="Per job (the operator's training.kubeflow.org/job-name pod label) and the MLflow run its pods "
+                    f"name ({labels.MLFLOW_RUN_ID}): from the first pod's start to the last pod's completion; GPU-hours "
+                    f"and cost over the job's last {TRAINING_COST_WINDOW}, at the $/GPU-hour of each node's instance "
+                    "type and spot/on-demand capacity (prices.yaml). Click a run to open it in MLflow.")
+    layout.add("timeseries", "GPUs held per training job", [
+        _target(f"mlops:training_job_gpus:sum{TEAM}", "{{namespace}}/{{training_job}}")])
+    layout.add("timeseries", "GPU cost rate per training job", [
+        _target(f"mlops:training_job_gpu_cost:usd_per_hour{TEAM}", "{{namespace}}/{{training_job}}")],
+        unit="currencyUSD")
+    layout.add("bargauge", "Jobs per team over the range (training operator)", [
+        _target(f'sum by (job_namespace) (increase(training_operator_jobs_{outcome}_total{{job_namespace=~"$team"}}'
+                f"[$__range]))", f"{{{{job_namespace}}}} {outcome}", instant=True)
+        for outcome in ("created", "successful", "failed", "restarted")], width=24, height=6,
+        description="The Kubeflow training operator's own counters (reset when the operator restarts).")
+    return _dashboard("mlops-training", "MLOps / Training jobs", "Training job duration, GPU-hours and cost per job, "
+                      "linked to the job's MLflow run.", layout, _variables(TEAM_VARIABLE, MLFLOW_UI_VARIABLE),
+                      "now-7d")
+
+
 def dashboards(teams: list[TeamConfig], pools: list[GpuPool], idle_percent: int,
                alerts: ObservabilityAlertsConfig) -> dict[str, dict[str, Any]]:
     """Dashboard uid -> Grafana dashboard JSON model."""
-    return {d["uid"]: d for d in (gpu_dashboard(idle_percent), cost_dashboard(pools), models_dashboard(teams, alerts))}
+    return {d["uid"]: d for d in (gpu_dashboard(idle_percent), cost_dashboard(pools), models_dashboard(teams, alerts),
+                                  training_dashboard())}

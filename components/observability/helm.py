@@ -8,6 +8,7 @@ from typing import Any
 from components import catalog, labels
 from components.config import ObservabilityConfig
 from components.karpenter import NAMESPACE as KARPENTER_NAMESPACE
+from components.observability import alertmanager
 from components.observability.metrics import (DASHBOARD_LABEL, GRAFANA_ADMIN_SECRET, INFERENCE_SERVICE_LABEL,
                                               KARPENTER_METRICS_PORT, KARPENTER_SELECTOR, KSM_LABEL_ALLOWLIST,
                                               NAMESPACE, QUEUE_PROXY_METRICS_PORT, RULE_INTERVAL_SECONDS, SYSTEM_NODES)
@@ -45,7 +46,8 @@ def helm_values(cfg: ObservabilityConfig, is_prod: bool) -> dict[str, Any]:
     values: dict[str, Any] = {
         "crds": {"enabled": True},
         "defaultRules": {"create": False},
-        "alertmanager": off,
+        # Configured from a Secret the component writes (alertmanager.py): receivers hold webhook URLs.
+        "alertmanager": alertmanager.helm_values(cfg.alertmanager, SYSTEM_NODES) if cfg.alertmanager.enabled else off,
         # EKS runs the control plane; kubelet/cAdvisor series are not used by the platform's dashboards.
         "kubeApiServer": off, "kubelet": off, "kubeControllerManager": off, "coreDns": off, "kubeDns": off,
         "kubeEtcd": off, "kubeScheduler": off, "kubeProxy": off,

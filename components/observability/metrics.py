@@ -31,11 +31,14 @@ QUEUE_PROXY_METRICS_PORT = "http-usermetric"
 KNATIVE_OBSERVABILITY = {"request-metrics-protocol": "prometheus"}
 INFERENCE_SERVICE_LABEL = "serving.kserve.io/inferenceservice"
 TRAINING_JOB_LABEL = "training.kubeflow.org/job-name"      # Kubeflow training operator v1 (components/training.py)
+# A training job's GPU-hours and cost are summed over this window (recording rules, one sample a minute): a job that
+# runs longer is counted for its last 7 days only; a finished job's totals stay visible for the same 7 days.
+TRAINING_COST_WINDOW = "7d"
 
 # kube-state-metrics `--metric-labels-allowlist`: the Kubernetes labels the rules and dashboards join on.
 KSM_LABEL_ALLOWLIST = {
     "namespaces": [labels.TEAM],
-    "pods": [labels.TEAM, labels.JOB_TYPE, INFERENCE_SERVICE_LABEL, TRAINING_JOB_LABEL],
+    "pods": [labels.TEAM, labels.JOB_TYPE, INFERENCE_SERVICE_LABEL, TRAINING_JOB_LABEL, labels.MLFLOW_RUN_ID],
     "nodes": [labels.NODE_POOL, labels.GPU_TYPE, labels.CAPACITY_TYPE, "eks.amazonaws.com/capacityType",
               "node.kubernetes.io/instance-type"],
 }

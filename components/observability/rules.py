@@ -12,6 +12,12 @@ from components.observability.metrics import (INFERENCE_SELECTOR, INFERENCE_SERV
                                               RULE_INTERVAL_SECONDS, TEAM_NAMESPACES, TRAINING_JOB_LABEL, ksm_label, ksm_resource)
 from components.planning.gpu_supply import GpuPool
 from components.planning.prices import gpu_hour_ceiling, gpu_hour_prices, gpu_resource_shares
+from components.planning.rightsizing import HEADROOM, gpu_offers
+
+# Team-scoped alerts carry the team: a team's namespace is its name (components/config/teams.py), and Alertmanager
+# routes on this label (components/observability/alertmanager.py).
+TEAM = {"team": "{{ $labels.namespace }}"}
+GPU_OFFER = "mlops:gpu_offer_memory:gib"
 
 
 def _constant(record: str, value: float, rule_labels: dict[str, str]) -> dict[str, Any]:
@@ -34,19 +40,28 @@ def catalog_rules(teams: list[TeamConfig], pools: list[GpuPool]) -> list[dict[st
     ceiling = gpu_hour_ceiling(pools)
     rules += [_constant("mlops:team_gpu_quota_ceiling:usd_per_hour", t.gpu_quota * ceiling, {"namespace": t.name})
               for t in teams]
+    # What the pools offer and the memory of each: the rightsizing alert's suggestions (planning/rightsizing.py).
+    rules += [_constant(GPU_OFFER, o.memory_gib, {"offer": o.offer, "gpu_resource": o.resource, "node_pool": o.pool})
+              for o in gpu_offers(pools)]
     return rules
+
+
+def node_info(selector: str) -> str:
+    """kube_node_labels{selector} with `node_pool`, `instance_type` and `capacity_type` (spot | on-demand, from
+    Karpenter's or EKS's label) as plain labels."""
+    info = f"kube_node_labels{selector}"
+    info = _relabel(info, "node_pool", "$1", ksm_label(labels.NODE_POOL), "(.+)")
+    info = _relabel(info, "instance_type", "$1", ksm_label("node.kubernetes.io/instance-type"), "(.+)")
+    info = _relabel(info, "capacity_type", "$1", ksm_label(labels.CAPACITY_TYPE), "(.+)")
+    managed = ksm_label("eks.amazonaws.com/capacityType")       # EKS managed node groups: SPOT / ON_DEMAND
+    return _relabel(_relabel(info, "capacity_type", "spot", managed, "SPOT"),
+                    "capacity_type", "on-demand", managed, "ON_DEMAND")
 
 
 def allocation_rules(idle_percent: int) -> list[dict[str, Any]]:
     """GPU equivalents and their cost per pod, team and workload; unallocated and idle GPUs. In order: each rule
     may use the ones before it (a group's rules are evaluated in sequence)."""
-    node_info = f'kube_node_labels{{{ksm_label(labels.GPU_TYPE)}!=""}}'
-    node_info = _relabel(node_info, "node_pool", "$1", ksm_label(labels.NODE_POOL), "(.+)")
-    node_info = _relabel(node_info, "instance_type", "$1", ksm_label("node.kubernetes.io/instance-type"), "(.+)")
-    node_info = _relabel(node_info, "capacity_type", "$1", ksm_label(labels.CAPACITY_TYPE), "(.+)")
-    managed = ksm_label("eks.amazonaws.com/capacityType")       # EKS managed node groups: SPOT / ON_DEMAND
-    node_info = _relabel(_relabel(node_info, "capacity_type", "spot", managed, "SPOT"),
-                         "capacity_type", "on-demand", managed, "ON_DEMAND")
+    gpu_nodes = node_info(f'{{{ksm_label(labels.GPU_TYPE)}!=""}}')
     gpu_requests = 'kube_pod_container_resource_requests{resource=~"nvidia_com_.+"}'
     running = '(max by (namespace, pod) (kube_pod_status_phase{phase="Running"}) == 1)'
 
@@ -66,7 +81,7 @@ def allocation_rules(idle_percent: int) -> list[dict[str, Any]]:
             f" or avg_over_time(DCGM_FI_DEV_GPU_UTIL[{RATE_WINDOW}]))")
     return [
         {"record": "mlops:gpu_node:info",
-         "expr": f"max by (node, node_pool, instance_type, capacity_type) ({node_info})"},
+         "expr": f"max by (node, node_pool, instance_type, capacity_type) ({gpu_nodes})"},
         {"record": "mlops:node_gpu_hour_price:usd",
          "expr": "mlops:gpu_node:info * on (instance_type, capacity_type) group_left () mlops:gpu_hour_price:usd"},
         {"record": "mlops:node_gpus:count",
@@ -125,7 +140,7 @@ def model_alert_rules(alerts: ObservabilityAlertsConfig) -> list[dict[str, Any]]
             "expr": (f"{_p99()} > on (namespace, inferenceservice) group_left ()"
                      " mlops:inference_latency_p99_target:seconds"),
             "for": alerts.latency_for,
-            "labels": {"severity": "warning", "category": "serving"},
+            "labels": {"severity": "warning", "category": "serving", **TEAM},
             "annotations": {
                 "summary": "A model answers slower than its latency target.",
                 "description": ("The p99 latency of InferenceService {{ $labels.namespace }}/{{ $labels.inferenceservice "
@@ -140,7 +155,7 @@ def model_alert_rules(alerts: ObservabilityAlertsConfig) -> list[dict[str, Any]]
                      f" / sum by (namespace, inferenceservice) (rate({INFERENCE_SELECTOR}_count[{RATE_WINDOW}]))"
                      f" > {alerts.error_rate_percent:g}"),
             "for": alerts.error_rate_for,
-            "labels": {"severity": "critical", "category": "serving"},
+            "labels": {"severity": "critical", "category": "serving", **TEAM},
             "annotations": {
                 "summary": "A model answers too many requests with server errors.",
                 "description": ("{{ $value | humanize }}% of the requests to InferenceService {{ $labels.namespace }}/"
@@ -203,7 +218,7 @@ def gpu_waste_alert_rules(alerts: GpuAlertsConfig, exporter_namespace: str) -> l
             "expr": (f"(avg_over_time(DCGM_FI_PROF_GR_ENGINE_ACTIVE{held}[5m]) * 100"
                      f" or avg_over_time(DCGM_FI_DEV_GPU_UTIL{held}[5m])) < {idle}"),
             "for": alerts.idle_for,
-            "labels": {"severity": "warning", "category": "gpu-waste"},
+            "labels": {"severity": "warning", "category": "gpu-waste", **TEAM},
             "annotations": {
                 "summary": "A GPU is allocated to a pod that does not use it.",
                 "description": (f"GPU {{{{ $labels.gpu }}}} on {{{{ $labels.Hostname }}}} is held by "
@@ -213,15 +228,36 @@ def gpu_waste_alert_rules(alerts: GpuAlertsConfig, exporter_namespace: str) -> l
         },
         {
             "alert": "GpuMemoryRightsizing",
-            "expr": (f"max_over_time(DCGM_FI_DEV_FB_USED{held}[10m]) * 100"
-                     f" / (DCGM_FI_DEV_FB_USED{held} + DCGM_FI_DEV_FB_FREE{held}) < {mem}"),
+            # The value: GiB the pod used at most over 10 minutes, while under `mem`% of its GPU (or MIG slice).
+            "expr": (f"max_over_time(DCGM_FI_DEV_FB_USED{held}[10m]) / 1024"
+                     f" < (DCGM_FI_DEV_FB_USED{held} + DCGM_FI_DEV_FB_FREE{held}) / 1024 * {mem / 100:g}"),
             "for": alerts.rightsizing_for,
-            "labels": {"severity": "info", "category": "gpu-waste"},
+            "labels": {"severity": "info", "category": "gpu-waste", **TEAM},
             "annotations": {
                 "summary": "A pod uses a small part of its GPU's memory; a smaller GPU or MIG slice would do.",
-                "description": (f"{{{{ $labels.namespace }}}}/{{{{ $labels.pod }}}} has used under {mem}% of the "
-                                f"memory of GPU {{{{ $labels.gpu }}}} ({{{{ $labels.modelName }}}}) for "
-                                f"{alerts.rightsizing_for}. Move it to a time-sliced pool or a MIG profile."),
+                "description": _rightsizing_text(alerts.rightsizing_for),
             },
         },
     ]
+
+
+def _rightsizing_text(duration: str) -> str:
+    """"uses 7.8 GiB of 39.4 GiB ...: the 1g.10gb MIG profile (nvidia.com/mig-1g.10gb, pool inference-mig, 10 GiB)
+    fits": the smallest offer of the stack's pools (GPU_OFFER) with HEADROOM over what the pod used, smaller than
+    what it has. Templates cannot do arithmetic; the two queries do it in PromQL. `index` reads a label a series may
+    lack (GPU_I_ID: only on MIG devices) as ""."""
+    device = 'UUID="%s",GPU_I_ID="%s"'
+    total = f"sum(DCGM_FI_DEV_FB_USED{{{device}}}) + sum(DCGM_FI_DEV_FB_FREE{{{device}}})"
+    ids = '$labels.UUID (index $labels "GPU_I_ID")'
+    return (
+        "{{ $total := 0.0 }}"
+        f"{{{{ with printf `({total}) / 1024` {ids} {ids} | query }}}}{{{{ $total = . | first | value }}}}{{{{ end }}}}"
+        "{{ $labels.namespace }}/{{ $labels.pod }} uses {{ printf \"%.1f\" $value }} GiB of the "
+        "{{ printf \"%.1f\" $total }} GiB of GPU {{ $labels.gpu }} ({{ $labels.modelName }}) at most, for "
+        f"{duration}: "
+        f"{{{{ with printf `bottomk(1, {GPU_OFFER} >= %f * {HEADROOM:g} < %f)` $value $total | query }}}}"
+        "{{ with first . }}{{ label \"offer\" . }} ({{ label \"gpu_resource\" . }}, pool {{ label \"node_pool\" . }}, "
+        f"{{{{ value . }}}} GiB) fits it with {round((HEADROOM - 1) * 100)}% headroom: ask for that resource instead "
+        "(notebook profile or the pod's resources).{{ end }}{{ else }}no smaller GPU, share or MIG profile of the "
+        f"platform's GPU pools fits it with {round((HEADROOM - 1) * 100)}% headroom; share the GPU between jobs."
+        "{{ end }}")

@@ -37,3 +37,10 @@ def gpu_resource_shares(pool: GpuPool) -> dict[str, float]:
         else:
             shares[resource] = 1 / units
     return shares
+
+
+def instance_hour_prices() -> dict[tuple[str, str], float]:
+    """(instance type, capacity type) -> $/hour of one instance, for every instance type in prices.yaml: a CPU node
+    (a Karpenter pool may launch any type of its categories) is priced like a GPU node, by what it runs as."""
+    return {(t, capacity): price for t in sorted(catalog.prices()["instances"]) for capacity in ("on-demand", "spot")
+            if (price := catalog.instance_price(t, spot=capacity == "spot")) is not None}

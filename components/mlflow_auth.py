@@ -189,6 +189,13 @@ def bootstrap_job_spec(teams: Sequence[str], image: str, url: str,
     }
 
 
+def team_env() -> dict[str, Any]:
+    """MLFLOW_TRACKING_URI / _USERNAME / _PASSWORD from the team namespace's `mlflow-credentials` (a secretKeyRef
+    resolves in the pod's own namespace: a notebook server's is its team's)."""
+    return {key: {"valueFrom": {"secretKeyRef": {"name": TEAM_SECRET, "key": key}}}
+            for key in ("MLFLOW_TRACKING_URI", USERNAME_KEY, PASSWORD_KEY)}
+
+
 def team_secret_data(team: str, password: Any, tracking_url: str) -> Mapping[str, Any]:
     """The team namespace's `mlflow-credentials`: everything an MLflow client needs, as environment variables."""
     return {"MLFLOW_TRACKING_URI": tracking_url, USERNAME_KEY: username(team), PASSWORD_KEY: password}

@@ -18,7 +18,7 @@ Idle culling: the hub's culler (jupyterhub-idle-culler) stops any server idle fo
 culled, and the server shuts itself down after its profile's idle timeout (GPU profiles: `gpuIdleTimeout`).
 GPU pods also get `activeDeadlineSeconds` = `gpuMaxAge`, so Kubernetes ends them however busy they are.
 
-Authentication: GitHub or OIDC; the `secure:` client secret reaches the hub as `OAUTH_CLIENT_SECRET` from a Secret.
+Authentication (components/notebook_auth.py): GitHub or OIDC; the `secure:` client secret reaches the hub as `OAUTH_CLIENT_SECRET` from a Secret.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from components.endpoints import (
     ServiceEndpoint,
     TeamAccess,
 )
+from components.notebook_auth import authenticator_config
 from components.planning.notebook_profiles import NotebookProfile
 
 # ---- pinned versions: components/data/versions.yaml (Jupyter Docker Stacks images of one date, so CPU and GPU
@@ -64,10 +65,6 @@ NAMESPACE_LABELS = {
     "pod-security.kubernetes.io/warn": "restricted",
     "pod-security.kubernetes.io/audit": "restricted",
 }
-NOTEBOOK_CONTAINER_SECURITY_CONTEXT = {"runAsNonRoot": True, "allowPrivilegeEscalation": False,
-                                      "capabilities": {"drop": ["ALL"]}}
-AUTHENTICATOR_CLASSES = {"github": "github", "oidc": "generic-oauth", "dummy": "dummy"}
-OAUTH_CLASSES = {"github": "GitHubOAuthenticator", "oidc": "GenericOAuthenticator"}
 # What the hub does to pods and home volumes in a team namespace (KubeSpawner), and may read cluster-wide.
 SPAWNER_RULES = [
     {"apiGroups": [""], "resources": ["pods", "persistentvolumeclaims"],
@@ -114,14 +111,6 @@ class TeamNamespaceSpawner(KubeSpawner):
 c.JupyterHub.spawner_class = TeamNamespaceSpawner
 c.KubeSpawner.profile_list = _team_profiles
 c.KubeSpawner.modify_pod_hook = _only_team_namespaces
-'''
-GITHUB_GROUPS = '''\
-def _github_teams(auth_state):
-    """JupyterHub groups from the user's GitHub teams, as `org:team-slug`."""
-    return [f"{t['organization']['login']}:{t['slug']}" for t in auth_state.get("teams", [])]
-
-
-c.GitHubOAuthenticator.auth_state_groups_key = _github_teams
 '''
 
 
@@ -287,55 +276,6 @@ def profile_entry(team: str, profile: NotebookProfile, cfg: NotebooksConfig, cpu
     }
 
 
-def mlflow_env() -> dict[str, Any]:
-    """MLFLOW_TRACKING_URI / _USERNAME / _PASSWORD from the team namespace's `mlflow-credentials`."""
-    return {key: {"valueFrom": {"secretKeyRef": {"name": mlflow_auth.TEAM_SECRET, "key": key}}}
-            for key in ("MLFLOW_TRACKING_URI", mlflow_auth.USERNAME_KEY, mlflow_auth.PASSWORD_KEY)}
-
-
-def authenticator_config(cfg: NotebooksConfig,
-                         team_groups: list[tuple[str, str]]) -> tuple[dict[str, Any], dict[str, str]]:
-    """(`hub.config`, extra `hub.extraConfig` snippets) for the configured authenticator."""
-    auth = cfg.auth
-    hub_config: dict[str, Any] = {
-        "JupyterHub": {"authenticator_class": AUTHENTICATOR_CLASSES[auth.type]},
-        # Pods in the team namespaces: the hub watches pods and events in every namespace; each profile names its
-        # namespace (kubespawner_override), and TeamNamespaceSpawner never creates one.
-        # Pod Security `restricted` for every notebook server (the team namespaces warn at that level); the chart's
-        # uid (1000) and fsGid (100) are merged in by KubeSpawner.
-        "KubeSpawner": {"enable_user_namespaces": True,
-                        "container_security_context": dict(NOTEBOOK_CONTAINER_SECURITY_CONTEXT),
-                        "pod_security_context": {"seccompProfile": {"type": "RuntimeDefault"}}},
-    }
-    extra: dict[str, str] = {}
-    if auth.type == "dummy":
-        hub_config["Authenticator"] = {"allowed_users": sorted(auth.dummy_users)}
-        hub_config["JupyterHub"]["load_groups"] = {
-            group: {"users": sorted(u for u, teams in auth.dummy_users.items() if team in teams)}
-            for team, group in team_groups}
-        return hub_config, extra
-    oauth: dict[str, Any] = {
-        "client_id": auth.client_id,
-        "oauth_callback_url": auth.callback_url,   # the client secret comes from OAUTH_CLIENT_SECRET
-        "manage_groups": True,
-        "admin_groups": list(auth.admin_groups),
-    }
-    if auth.type == "github":
-        oauth.update({"allowed_organizations": list(auth.allowed_organizations), "scope": ["read:org"],
-                      "populate_teams_in_auth_state": True})
-        hub_config["Authenticator"] = {"enable_auth_state": True}
-        extra["10-github-teams.py"] = GITHUB_GROUPS
-    else:
-        oauth.update({"authorize_url": auth.authorize_url, "token_url": auth.token_url,
-                      "userdata_url": auth.userdata_url, "username_claim": auth.username_claim,
-                      "scope": ["openid", "profile", "email"],
-                      "auth_state_groups_key": f"oauth_user.{auth.groups_claim}",
-                      # only members of a team (or admins) may log in at all
-                      "allowed_groups": sorted({g for _, g in team_groups} | set(auth.admin_groups))})
-    hub_config[OAUTH_CLASSES[auth.type]] = oauth
-    return hub_config, extra
-
-
 def hub_values(cfg: NotebooksConfig, profiles: dict[str, NotebookProfile], teams: list[TeamConfig],
                team_groups: dict[str, str], cpu_pools: list[str], priority_class: str,
                api: ServiceEndpoint = JUPYTERHUB_API) -> dict[str, Any]:
@@ -383,7 +323,7 @@ def hub_values(cfg: NotebooksConfig, profiles: dict[str, NotebookProfile], teams
             "networkPolicy": {"enabled": False},
             "allowPrivilegeEscalation": False,
             # The team's own MLflow user: a secretKeyRef resolves in the pod's namespace, the team's.
-            "extraEnv": mlflow_env(),
+            "extraEnv": mlflow_auth.team_env(),
             "startTimeout": 600,                         # a GPU node may have to start first
             "extraPodConfig": {"priorityClassName": priority_class},
         },

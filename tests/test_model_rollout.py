@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from components import mlflow_auth, model_rollout
+from components import labels, mlflow_auth, model_rollout
 from components.endpoints import MLFLOW, PROMETHEUS_API
 from components.mlflow import MLFLOW_IMAGE
 from components.serving import ROLLOUT_OWNED_FIELDS
@@ -135,6 +135,25 @@ def test_network_policies_allow_the_four_peers_and_nothing_else(rendered):
     # The registration Job reaches MLflow and DNS only: no API server, no Prometheus.
     job_egress = netpol.allowed(policies, ns, model_rollout.REGISTER_LABELS, EGRESS)
     assert not [r for r in job_egress if r.peer.cidr] and len(job_egress) == 3
+
+
+def test_mlflow_server_admits_exactly_team_namespaces_and_its_three_jobs_and_reaches_the_service_only(rendered):
+    """Both sides' MLflow NetworkPolicies together (components/mlflow.py and this component): the server is reached
+    from team namespaces, the users Job (its admin), the rollout service and the webhook Job, on its port; among pods
+    it reaches the rollout service only (the rest of its egress is the database, S3 and STS CIDRs)."""
+    policies = rendered.objects("NetworkPolicy")
+    ns, port = MLFLOW.namespace, Port("TCP", MLFLOW.port)
+    ingress = netpol.allowed(policies, ns, MLFLOW.pod_labels, INGRESS)
+    assert {r.port for r in ingress} == {port}
+    teams = {r.peer for r in ingress if r.peer.namespaces and r.peer.namespaces.expressions}
+    assert [str(p.namespaces) for p in teams] == [str(netpol.Selector(expressions=frozenset(
+        {(labels.TEAM, "Exists", frozenset())})))] and all(p.pods.everything for p in teams)
+    assert {r.peer for r in ingress} - teams == {Peer.pods_in(ns, mlflow_auth.BOOTSTRAP_LABELS),
+                                                 Peer.pods_in(ns, model_rollout.SERVICE_LABELS),
+                                                 Peer.pods_in(ns, model_rollout.REGISTER_LABELS)}
+    egress = netpol.allowed(policies, ns, MLFLOW.pod_labels, EGRESS)
+    pods = {(r.peer, r.port) for r in egress if r.peer.cidr is None and "kube-dns" not in str(r.peer)}
+    assert pods == {(Peer.pods_in(ns, model_rollout.SERVICE_LABELS), Port("TCP", model_rollout.PORT))}
 
 
 def test_nothing_is_declared_without_a_registry_model():

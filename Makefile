@@ -10,7 +10,7 @@ CLIENTS := .venv-clients
 CHECKOV := .venv-checkov
 HELM := .cache/tools/helm
 
-.PHONY: preview check test bench prices docs clean clients helm fuzz-config checkov
+.PHONY: preview check test test-data bench prices docs clean clients helm fuzz-config checkov
 
 $(VENV)/.installed: $(REQUIREMENTS)
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ check: $(VENV)/.installed
 
 test: $(VENV)/.installed $(CLIENTS)/.installed $(HELM) $(CHECKOV)/.installed
 	$(PY) -m pytest -q -n 2
+
+# The suite's upstream test data (CRD/values schemas, charts) into .cache/test-data from the pinned URLs of
+# tools/test-data.yaml, each file sha256-checked; nothing to do where the suite already finds it (docs/testing.md).
+test-data: $(VENV)/.installed
+	$(PY) tools/get_test_data.py
 
 # A few thousand seeded mutations of the stack files: no traceback, invalid ones never rendered (docs/config-errors.md).
 FUZZ_CASES ?= 3000

@@ -1,4 +1,11 @@
-"""Shared fixtures: the real program rendered offline (same engine as `make preview`), and the upstream schemas."""
+"""Shared fixtures: the real program rendered offline (same engine as `make preview`), and the upstream schemas.
+
+Two kinds of stacks, kept apart so that editing a shipped stack file never breaks a behaviour test:
+- the test-owned stacks in tests/fixtures/stacks (`dev`, `prod` fixtures, `stack_yaml`, `raw_config`,
+  `rendered_stack`): behaviour tests assert on what these files say;
+- the shipped `Pulumi.<stack>.yaml` files (`SHIPPED_STACKS`, `rendered_shipped`): checked generically only
+  (tests/test_shipped_stacks.py, tests/test_schemas.py, tests/test_secrets.py, tests/test_preview.py).
+"""
 
 from __future__ import annotations
 
@@ -18,17 +25,24 @@ from tests import upstream
 PROJECT_DIR = engine.PROJECT_DIR
 # Every stack file shipped with the project: checked generically (tests must not depend on what they contain).
 SHIPPED_STACKS = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in PROJECT_DIR.glob("Pulumi.*.yaml"))
+# The stacks behaviour tests use: test fixtures written like stack files, independent of the shipped ones.
+FIXTURE_STACKS_DIR = Path(__file__).resolve().parent / "fixtures" / "stacks"
+
+
+def fixture_stack_file(stack: str) -> Path:
+    """tests/fixtures/stacks/Pulumi.<stack>.yaml (`dev`, `prod`)."""
+    return FIXTURE_STACKS_DIR / f"Pulumi.{stack}.yaml"
 
 
 def stack_yaml(stack: str) -> dict[str, Any]:
-    """The `config:` map of Pulumi.<stack>.yaml as written (structured values as YAML data), `secure:` values replaced
-    by the offline placeholder as `preview render` does (they cannot be decrypted here)."""
-    config = yaml.safe_load((PROJECT_DIR / f"Pulumi.{stack}.yaml").read_text())["config"]
+    """The `config:` map of the fixture stack file as written (structured values as YAML data), `secure:` values
+    replaced by the offline placeholder as `preview render` does (they cannot be decrypted here)."""
+    config = yaml.safe_load(fixture_stack_file(stack).read_text())["config"]
     return {k: engine._unsecure(copy.deepcopy(v))[0] for k, v in config.items()}
 
 
 def raw_config(stack: str = "dev") -> dict[str, Any]:
-    """The stack file's `mlops-platform:` keys without the prefix: what `parse_config` validates."""
+    """The fixture stack file's `mlops-platform:` keys without the prefix: what `parse_config` validates."""
     prefix = "mlops-platform:"
     return {k[len(prefix):]: v for k, v in stack_yaml(stack).items() if k.startswith(prefix)}
 
@@ -114,28 +128,49 @@ class Rendered:
         return found[0]
 
 
-_RENDERED: dict[str, Rendered] = {}
+_RENDERED: dict[Path, tuple[tuple, Rendered]] = {}
+
+
+def _rendered_file(stack: str, path: Path) -> Rendered:
+    """A stack file rendered once per session (per xdist worker). Files with the same config share the render: the
+    run depends only on the stack name and the config, so a shipped stack still equal to its fixture costs nothing."""
+    config = engine.read_stack_config(path)
+    key = (stack, json.dumps(config, sort_keys=True))
+    for seen_key, rendered in _RENDERED.values():
+        if seen_key == key:
+            return rendered
+    if path not in _RENDERED:
+        _RENDERED[path] = key, Rendered(*run_capturing(lambda: engine.run_program(stack, *config)))
+    return _RENDERED[path][1]
 
 
 def rendered_stack(stack: str) -> Rendered:
-    """Each shipped stack rendered once per test session (per xdist worker), shared by every test that reads it."""
-    if stack not in _RENDERED:
-        _RENDERED[stack] = Rendered(*run_capturing(lambda: engine.run_stack(stack)))
-    return _RENDERED[stack]
+    """The fixture stack (tests/fixtures/stacks) rendered once per session, shared by every test that reads it."""
+    return _rendered_file(stack, fixture_stack_file(stack))
 
 
-_CLI_RENDERS: dict[str, tuple[Path, str]] = {}
+def rendered_shipped(stack: str) -> Rendered:
+    """The shipped Pulumi.<stack>.yaml rendered once per session: for the generic checks only."""
+    return _rendered_file(stack, engine.stack_file(stack))
 
 
-def cli_render(stack: str, tmp_path_factory) -> tuple[Path, str]:
-    """`python -m preview render <stack>` as a user runs it, once per session: (output folder, what it printed)."""
-    if stack not in _CLI_RENDERS:
+_CLI_RENDERS: dict[tuple, tuple[Path, str]] = {}
+
+
+def cli_render(stack: str, tmp_path_factory, config: Path | None = None) -> tuple[Path, str]:
+    """`python -m preview render <stack>` as a user runs it, once per session: (output folder, what it printed).
+    Without `config` the shipped Pulumi.<stack>.yaml (generic checks); with it `--config <file>` (a fixture stack).
+    Files with the same config share the render."""
+    path = config or engine.stack_file(stack)
+    key = (stack, json.dumps(engine.read_stack_config(path), sort_keys=True))
+    if key not in _CLI_RENDERS:
         out = tmp_path_factory.mktemp(f"cli-{stack}")
-        result = subprocess.run([sys.executable, "-m", "preview", "render", stack, "--out", str(out)],
+        result = subprocess.run([sys.executable, "-m", "preview", "render", stack, "--out", str(out),
+                                 *(["--config", str(config)] if config else [])],
                                 cwd=PROJECT_DIR, capture_output=True, text=True)
         assert result.returncode == 0, result.stderr
-        _CLI_RENDERS[stack] = out, result.stdout
-    return _CLI_RENDERS[stack]
+        _CLI_RENDERS[key] = out, result.stdout
+    return _CLI_RENDERS[key]
 
 
 @pytest.fixture(scope="session")

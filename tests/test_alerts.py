@@ -11,19 +11,28 @@
 from __future__ import annotations
 
 import copy
+import http.server
+import json
 import re
+import socket
 import subprocess
+import threading
+import time
+import urllib.request
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from components.config.alerting import AlertmanagerConfig
+from components.config import parse_config
+from components.config.alerting import AlertmanagerConfig, receivers
 from components.observability import alertmanager
 from preview import engine, render
 from tests import charts, upstream
-from tests.conftest import Rendered, config_problems, run_config
+from tests import test_secrets
+from tests.conftest import SHIPPED_STACKS, Rendered, config_problems, raw_config, run_config
 from tests.test_prometheus_rules import DCGM_TARGET, PROMTOOL_HOW, Stack, promtool_test, series
 
 AMTOOL_HOW = "apt-get install prometheus-alertmanager (Debian ships amtool in it)"
@@ -219,6 +228,21 @@ def test_the_chart_runs_alertmanager_on_the_secret_and_prometheus_sends_to_it(un
     assert [(t["namespace"], t["name"]) for t in targets] == [(am["metadata"]["namespace"], am["metadata"]["name"])]
 
 
+@pytest.mark.parametrize("stack", SHIPPED_STACKS)
+def test_mutation_the_config_in_the_chart_values_fails_the_leak_search(stack, monkeypatch, tmp_path):
+    """tests/test_secrets.py's search covers the receivers' secrets: with the configuration in the chart's values
+    (where the chart's own `alertmanager.config` would put it), a shipped stack's `secure:` webhook is found there."""
+    cfg = parse_config(raw_config(stack))
+    if not any(r.slack_webhook_url == engine.OFFLINE_SECRET for _, r in receivers(cfg)):
+        pytest.skip(f"Pulumi.{stack}.yaml has no `secure:` webhook to look for")
+    original = alertmanager.helm_values
+    monkeypatch.setattr(alertmanager, "helm_values", lambda am, nodes: {
+        **original(am, nodes), "config": alertmanager.alertmanager_config(am, cfg.teams)})
+    found = test_secrets.leaks(stack, test_secrets.render_mutated(stack), tmp_path)
+    assert any("offline value of secure config in inputs of" in leak and "observability-stack" in leak
+               for leak in found), found
+
+
 # ---- the rightsizing text, by promtool on DCGM-shaped series --------------------------------------------------------
 
 A100_40 = {"modelName": "NVIDIA A100-SXM4-40GB", "Hostname": "ip-10-0-2-41.ec2.internal"}
@@ -344,3 +368,130 @@ def test_prod_needs_a_platform_receiver_and_secure_webhooks():
 def test_defaults_are_valid_alertmanager_settings():
     am = AlertmanagerConfig()
     assert am.enabled and am.platform_receiver is None and am.repeat_interval == "4h"
+
+
+# ---- a real Alertmanager: one message per server, rightsizing held back while the GPU is idle --------------------
+
+
+class Capture(http.server.BaseHTTPRequestHandler):
+    """Stands in for Slack and the email webhook on the loopback address: records every notification."""
+
+    received: list[tuple[str, dict[str, Any]]] = []
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        Capture.received.append((self.path, json.loads(body)))
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def local_receivers(config: dict[str, Any], base: str) -> dict[str, Any]:
+    """The same routes, grouping and inhibition; Slack posts to the capture server, email becomes a webhook to it
+    (nothing leaves the machine). A new group is sent after 1s instead of groupWait."""
+    config = copy.deepcopy(config)
+    config["route"]["group_wait"] = "1s"
+    for r in config["receivers"]:
+        for slack in r.get("slack_configs", []):
+            slack["api_url"] = f"{base}/{r['name']}/slack"
+        if r.pop("email_configs", None):
+            r["webhook_configs"] = [{"url": f"{base}/{r['name']}/email"}]
+    return config
+
+
+@pytest.fixture
+def running_alertmanager(unmasked, tmp_path):
+    """prometheus-alertmanager (Debian's, amtool's package) on loopback ports with the Secret's config."""
+    binary = upstream.tool("prometheus-alertmanager", AMTOOL_HOW)
+    Capture.received = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Capture)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    config = local_receivers(yaml.safe_load(config_text(unmasked)), f"http://127.0.0.1:{server.server_port}")
+    path = write(tmp_path, yaml.safe_dump(config))
+    port = free_port()
+    proc = subprocess.Popen([binary, f"--config.file={path}", f"--storage.path={tmp_path / 'data'}",
+                             f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        until(lambda: urllib.request.urlopen(f"{url}/-/ready", timeout=2).status == 200, "Alertmanager to start",
+              proc)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        server.shutdown()
+
+
+def until(check, what: str, proc: subprocess.Popen | None = None, limit: float = 120) -> None:
+    """Poll `check` until it holds; the limit is generous (a loaded machine), never part of what is asserted."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"exited while waiting for {what}: {proc.stderr.read()[-1500:]}")
+        try:
+            if check():
+                return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"gave up waiting for {what}")
+
+
+def post(url: str, path: str, body: Any) -> Any:
+    request = urllib.request.Request(f"{url}{path}", data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.read()
+
+
+def get(url: str, path: str) -> Any:
+    with urllib.request.urlopen(f"{url}{path}", timeout=10) as response:
+        return json.loads(response.read())
+
+
+def firing(rendered: Rendered, alert: str, description: str, **series: str) -> dict[str, Any]:
+    return {"labels": alert_labels(rendered, alert, **series), "annotations": {"description": description}}
+
+
+def test_a_real_alertmanager_sends_one_message_per_server_and_holds_back_rightsizing(unmasked, running_alertmanager):
+    url = running_alertmanager
+    alerts = [
+        # alice's notebook holds two idle GPUs, and uses little of their memory.
+        firing(unmasked, "GpuAllocatedButIdle", "GPU 0 idle", namespace="alpha", pod="jupyter-alice", gpu="0"),
+        firing(unmasked, "GpuAllocatedButIdle", "GPU 1 idle", namespace="alpha", pod="jupyter-alice", gpu="1"),
+        firing(unmasked, "GpuMemoryRightsizing", "alice: 1g.10gb fits", namespace="alpha", pod="jupyter-alice",
+               gpu="0"),
+        # beta's training pod is busy but small; gamma has no receiver; a cluster-wide alert.
+        firing(unmasked, "GpuMemoryRightsizing", "train-7: 1g.10gb fits", namespace="beta", pod="train-7", gpu="1"),
+        firing(unmasked, "GpuAllocatedButIdle", "gamma GPU idle", namespace="gamma", pod="jupyter-bob", gpu="0"),
+        firing(unmasked, "GpuNodePoolAtLimitWithPendingPods", "training full", nodepool="training",
+               resource_type="nvidia.com/gpu"),
+    ]
+    post(url, "/api/v2/alerts", alerts)
+    # Slack and email each get the platform's two groups; alpha's Slack one group, beta's email one.
+    expected = {"/team-alpha/slack": 1, "/team-beta/email": 1, "/platform/slack": 2, "/platform/email": 2}
+    until(lambda: all(sum(p == path for p, _ in Capture.received) >= n for path, n in expected.items()),
+          f"notifications {expected}")
+    rightsizing = get(url, '/api/v2/alerts?filter=alertname%3D%22GpuMemoryRightsizing%22')
+    state = {a["labels"]["namespace"]: (a["status"]["state"], bool(a["status"]["inhibitedBy"])) for a in rightsizing}
+    assert state == {"alpha": ("suppressed", True), "beta": ("active", False)}
+
+    groups = [(p, [a["annotations"]["description"] for a in body.get("alerts", [])] or body["attachments"][0]["text"])
+              for p, body in Capture.received]
+    (alpha,) = [text for p, text in groups if p == "/team-alpha/slack"]
+    assert "GPU 0 idle" in alpha and "GPU 1 idle" in alpha and "1g.10gb" not in alpha    # one message, two GPUs
+    (beta,) = [descriptions for p, descriptions in groups if p == "/team-beta/email"]
+    assert beta == ["train-7: 1g.10gb fits"]
+    platform = sorted(d for p, ds in groups if p == "/platform/email" for d in ds)
+    assert platform == ["gamma GPU idle", "training full"]
+    assert Counter(p for p, _ in Capture.received) == Counter(expected)

@@ -78,7 +78,7 @@ MINIMAL = {"config": {
     "aws:region": "us-east-1",
     "mlops-platform:environment": "dev",
     "mlops-platform:protectData": "false",
-    "mlops-platform:teams": [{"name": "fraud-detection", "gpuQuota": 2}],
+    "mlops-platform:teams": [{"name": "risk-lab", "gpuQuota": 2}],
     "mlops-platform:notebooks": {"auth": {"type": "github", "clientId": "abc", "allowedOrganizations": ["acme"],
                                           "callbackUrl": "https://hub.example.com/hub/oauth_callback",
                                           "clientSecret": {"secure": "v1:c2FsdA==:Y2lwaGVy"}}},

@@ -110,8 +110,8 @@ def test_backups_rules():
 
 
 @pytest.mark.parametrize("mutate, expected", [
-    (lambda c: c["datasets"][0].update(teams=["fraud-detection", "nobody"]),
-     "datasets[0].teams[1]: names no team in `teams`; known: fraud-detection, recommendations (got: \"nobody\")"),
+    (lambda c: c["datasets"][0].update(teams=["risk-lab", "nobody"]),
+     "datasets[0].teams[1]: names no team in `teams`; known: risk-lab, reco-lab (got: \"nobody\")"),
     (lambda c: c["teams"][1].update(datasets=["ds", "missing"]),
      "teams[1].datasets[1]: names no dataset in `datasets`; known: ds (got: \"missing\")"),
     (lambda c: c["datasets"].append(dict(c["datasets"][0])),
@@ -126,7 +126,7 @@ def test_backups_rules():
      "datasets[0].sizeGb: is not a known setting; did you mean 'sizeGiB'?"),
 ])
 def test_each_dataset_rule_names_its_key(mutate, expected):
-    config = with_dataset(teams=["fraud-detection"])
+    config = with_dataset(teams=["risk-lab"])
     mutate(config)
     assert any(p.startswith(expected) for p in problems(config)), problems(config)
 
@@ -248,9 +248,9 @@ def dataset_pvs(rendered: Rendered) -> dict[tuple[str, str], dict]:
 
 def test_a_pv_pvc_pair_per_allowed_team_and_none_for_other_teams(dev, prod):
     expected = {
-        dev: {("transactions", "fraud-detection")},
-        prod: {("transactions", "fraud-detection"), ("clickstream", "recommendations"),
-               ("clickstream", "forecasting")},
+        dev: {("transactions", "risk-lab")},
+        prod: {("transactions", "risk-lab"), ("clickstream", "reco-lab"),
+               ("clickstream", "forecast-lab")},
     }
     for rendered, pairs in expected.items():
         pvs = dataset_pvs(rendered)
@@ -267,10 +267,10 @@ def test_a_pv_pvc_pair_per_allowed_team_and_none_for_other_teams(dev, prod):
             assert pv["spec"]["storageClassName"] == claim["spec"]["storageClassName"] == ""
             assert pv["spec"]["capacity"]["storage"] == claim["spec"]["resources"]["requests"]["storage"]
     # Teams that may not read a dataset have no claim and no volume for it.
-    assert not dev.objects("PersistentVolumeClaim", "recommendations")
-    assert [c["metadata"]["name"] for c in prod.objects("PersistentVolumeClaim", "forecasting")] == \
+    assert not dev.objects("PersistentVolumeClaim", "reco-lab")
+    assert [c["metadata"]["name"] for c in prod.objects("PersistentVolumeClaim", "forecast-lab")] == \
         ["dataset-clickstream"]
-    assert [c["metadata"]["name"] for c in prod.objects("PersistentVolumeClaim", "fraud-detection")] == \
+    assert [c["metadata"]["name"] for c in prod.objects("PersistentVolumeClaim", "risk-lab")] == \
         ["dataset-transactions"]
 
 
@@ -409,9 +409,9 @@ def resources(policy: dict) -> list[str]:
 
 def test_team_roles_grant_their_own_dvc_prefix_and_datasets_and_no_other_teams(prod):
     bucket = prod.run.outputs["dvcBucket"]
-    readable = {"fraud-detection": {"acme-ml-datasets-prod/transactions/2026"},
-                "recommendations": {"acme-ml-datasets-prod/clickstream"},
-                "forecasting": {"acme-ml-datasets-prod/clickstream"}}
+    readable = {"risk-lab": {"acme-ml-datasets-prod/transactions/2026"},
+                "reco-lab": {"acme-ml-datasets-prod/clickstream"},
+                "forecast-lab": {"acme-ml-datasets-prod/clickstream"}}
     all_prefixes = set().union(*readable.values())
     for team, mine in readable.items():
         for account in ("notebook", "training"):
@@ -438,9 +438,9 @@ def test_team_lustre_egress_reaches_only_the_subnets_of_its_datasets(dev, prod):
         return {peer["ipBlock"]["cidr"] for rule in policy["spec"]["egress"]
                 if any(p.get("port") == 988 for p in rule.get("ports", [])) for peer in rule["to"]}
     private = [str(c) for c in ipaddress.ip_network("10.40.0.0/16").subnets(prefixlen_diff=3)][:3]
-    assert lustre_cidrs(prod, "fraud-detection") == {private[0]}     # transactions: subnetIndex 0
-    assert lustre_cidrs(prod, "forecasting") == {private[1]}         # clickstream: subnetIndex 1
-    assert lustre_cidrs(dev, "recommendations") == set()
+    assert lustre_cidrs(prod, "risk-lab") == {private[0]}     # transactions: subnetIndex 0
+    assert lustre_cidrs(prod, "forecast-lab") == {private[1]}         # clickstream: subnetIndex 1
+    assert lustre_cidrs(dev, "reco-lab") == set()
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -453,15 +453,15 @@ def variant() -> Rendered:
     config[PREFIX + "teams"][1]["datasets"] = ["transactions"]           # granted from the team's side
     config[PREFIX + "datasets"].append({"name": "images", "location": "s3://acme-ml-datasets-dev/images",
                                         "sizeGiB": 2400, "deploymentType": "PERSISTENT_2", "autoImport": False,
-                                        "teams": ["recommendations"]})
+                                        "teams": ["reco-lab"]})
     config[PREFIX + "cluster"]["addonVersions"] = {"aws-fsx-csi-driver": "v1.7.0-eksbuild.1"}
     return Rendered(run_config(config))
 
 
 def test_a_team_listing_a_dataset_gets_its_pv_pvc_pair(variant):
-    assert ("transactions", "recommendations") in dataset_pvs(variant)
-    claim = variant.obj("PersistentVolumeClaim", "dataset-transactions", "recommendations")
-    assert claim["spec"]["volumeName"] == "dataset-transactions-recommendations"
+    assert ("transactions", "reco-lab") in dataset_pvs(variant)
+    claim = variant.obj("PersistentVolumeClaim", "dataset-transactions", "reco-lab")
+    assert claim["spec"]["volumeName"] == "dataset-transactions-reco-lab"
 
 
 def test_auto_import_off_and_no_backups_for_a_persistent_dataset_in_dev(variant):
@@ -484,8 +484,8 @@ def test_no_datasets_still_gives_every_team_a_dvc_remote_and_no_volumes():
     rendered = Rendered(run_config(config))
     assert rendered.of_type(FS) == [] and dataset_pvs(rendered) == {}
     assert rendered.obj("StorageClass", "fsx-lustre")
-    policy = team_policy(rendered, "recommendations", "training")
-    assert any(a.endswith("/recommendations/*") for a in resources(policy))
+    policy = team_policy(rendered, "reco-lab", "training")
+    assert any(a.endswith("/reco-lab/*") for a in resources(policy))
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from components.config.secrets import PLACEHOLDER_PREFIX
 from components.planning import quotas
 from policies.quotas import quota_problems
 from preview import engine, render
-from tests.conftest import PROJECT_DIR, Rendered, config_problems, raw_config, run_config, stack_yaml
+from tests.conftest import PROJECT_DIR, Rendered, config_problems, fixture_stack_file, raw_config, run_config, stack_yaml
 
 PREVIEW = "arn:aws:iam::123456789012:role/ci-preview"
 DEPLOY = "arn:aws:iam::123456789012:role/ci-deploy"
@@ -157,7 +157,7 @@ def test_the_config_and_the_plan_give_the_same_quotas(stack, request):
 
 def test_preview_cost_and_the_summary_show_each_quota(prod, tmp_path):
     needs = render.quota_needs(prod.run)
-    result = subprocess.run([sys.executable, "-m", "preview", "cost", "prod"], cwd=PROJECT_DIR,
+    result = subprocess.run([sys.executable, "-m", "preview", "cost", "prod", "--config", str(fixture_stack_file("prod"))], cwd=PROJECT_DIR,
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     render.write(prod.run, tmp_path, [])

@@ -27,7 +27,7 @@ from components.notebooks import (
 )
 from policies.notebooks import SERVER_SHUTDOWN, server_arg
 from preview import engine, render
-from tests.conftest import run_config, stack_yaml
+from tests.conftest import fixture_stack_file, run_config, stack_yaml
 
 STACKS = ["dev", "prod"]
 GPU_RESOURCES = ("nvidia.com/gpu", "nvidia.com/gpu.shared")
@@ -138,22 +138,22 @@ def test_dev_offers_the_seed_profiles():
     config = stack_yaml("dev")
     config["mlops-platform:teams"][0]["notebookProfiles"] = ["cpu", "t4", "t4-shared"]
     profiles = _profiles_of(run_config(config))
-    cpu, t4 = profiles["fraud-detection-cpu"], profiles["fraud-detection-t4"]
+    cpu, t4 = profiles["risk-lab-cpu"], profiles["risk-lab-t4"]
     assert (cpu["cpu_guarantee"], cpu["mem_guarantee"]) == (2, 4 * 10**9) and "extra_resource_limits" not in cpu
     assert cpu["image"] == ":".join(CPU_IMAGE.values()) and cpu["tolerations"] == []
     assert (t4["cpu_guarantee"], t4["mem_guarantee"], t4["extra_resource_limits"]) == (4, 16 * 10**9, {"nvidia.com/gpu": 1})
     assert t4["node_selector"] == {labels.GPU_TYPE: "t4", labels.NODE_POOL: "training"}   # fits g4dn.2xlarge only
-    assert profiles["fraud-detection-t4-shared"]["extra_resource_limits"] == {"nvidia.com/gpu.shared": 1}
-    assert profiles["fraud-detection-t4-shared"]["node_selector"][labels.NODE_POOL] == "inference"
+    assert profiles["risk-lab-t4-shared"]["extra_resource_limits"] == {"nvidia.com/gpu.shared": 1}
+    assert profiles["risk-lab-t4-shared"]["node_selector"][labels.NODE_POOL] == "inference"
 
 
 def test_prod_offers_mig_and_time_sliced_profiles(prod):
     profile_list = prod.helm("jupyterhub")["values"]["singleuser"]["profileList"]
     profiles = {p["slug"]: p["kubespawner_override"] for p in profile_list}
-    assert profiles["fraud-detection-mig-1g-10gb"]["extra_resource_limits"] == {"nvidia.com/mig-1g.10gb": 1}
-    assert profiles["fraud-detection-mig-1g-10gb"]["node_selector"][labels.NODE_POOL] == "inference-mig"
-    assert profiles["fraud-detection-l4-shared"]["extra_resource_limits"] == {"nvidia.com/gpu.shared": 1}
-    assert profiles["fraud-detection-a10g"]["node_selector"][labels.NODE_POOL] == "a10g-inference"
+    assert profiles["risk-lab-mig-1g-10gb"]["extra_resource_limits"] == {"nvidia.com/mig-1g.10gb": 1}
+    assert profiles["risk-lab-mig-1g-10gb"]["node_selector"][labels.NODE_POOL] == "inference-mig"
+    assert profiles["risk-lab-l4-shared"]["extra_resource_limits"] == {"nvidia.com/gpu.shared": 1}
+    assert profiles["risk-lab-a10g"]["node_selector"][labels.NODE_POOL] == "a10g-inference"
 
 
 # ---- culling -------------------------------------------------------------------------------------------------
@@ -181,7 +181,7 @@ def test_culling_is_on_with_default_config():
     (release,) = [r for r in render.helm_releases(run) if r.inputs["name"] == "jupyterhub"]
     assert release.inputs["values"]["cull"]["enabled"] is True
     assert release.inputs["values"]["cull"]["timeout"] == 8 * 3600
-    t4 = next(p for p in release.inputs["values"]["singleuser"]["profileList"] if p["slug"] == "fraud-detection-t4")
+    t4 = next(p for p in release.inputs["values"]["singleuser"]["profileList"] if p["slug"] == "risk-lab-t4")
     assert server_arg(t4["kubespawner_override"]["args"], SERVER_SHUTDOWN) == 3600
 
 
@@ -222,12 +222,12 @@ def test_a_team_sees_only_the_profiles_its_config_allows(stack, request):
 
 def test_team_group_override(dev):
     config = stack_yaml("dev")
-    config["mlops-platform:notebooks"]["teamGroups"] = {"fraud-detection": "acme:fraud"}
-    config["mlops-platform:notebooks"]["auth"]["dummyUsers"] = {"alice": ["fraud-detection"]}
+    config["mlops-platform:notebooks"]["teamGroups"] = {"risk-lab": "acme:fraud"}
+    config["mlops-platform:notebooks"]["auth"]["dummyUsers"] = {"alice": ["risk-lab"]}
     run = run_config(config)
     (release,) = [r for r in render.helm_releases(run) if r.inputs["name"] == "jupyterhub"]
     values = release.inputs["values"]
-    assert values["custom"]["mlops"]["profileGroups"]["fraud-detection-cpu"] == ["acme:fraud"]
+    assert values["custom"]["mlops"]["profileGroups"]["risk-lab-cpu"] == ["acme:fraud"]
     assert values["hub"]["config"]["JupyterHub"]["load_groups"]["acme:fraud"] == {"users": ["alice"]}
 
 
@@ -263,7 +263,7 @@ def test_team_network_policies_admit_this_hub(dev):
                         NOTEBOOK_INGRESS)
     with pytest.raises(ValueError, match="NOTEBOOK_INGRESS"):
         check_endpoints(JUPYTERHUB_API, (PodSource("jupyterhub", {"app": "jupyterhub", "component": "hub"}),))
-    ingress = dev.obj("NetworkPolicy", "notebook-ingress", "fraud-detection")["spec"]["ingress"][0]["from"]
+    ingress = dev.obj("NetworkPolicy", "notebook-ingress", "risk-lab")["spec"]["ingress"][0]["from"]
     assert {(p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
              p["podSelector"]["matchLabels"]["component"]) for p in ingress} == {(NAMESPACE, "hub"),
                                                                                    (NAMESPACE, "proxy")}
@@ -280,14 +280,14 @@ def test_prod_authenticates_with_oidc_and_reads_the_secret_from_a_secret(prod):
     assert values["hub"]["config"]["JupyterHub"]["authenticator_class"] == "generic-oauth"
     oauth = values["hub"]["config"]["GenericOAuthenticator"]
     assert "client_secret" not in oauth and oauth["manage_groups"] is True
-    assert set(oauth["allowed_groups"]) >= {"team:fraud-detection", "team:recommendations", "team:forecasting"}
+    assert set(oauth["allowed_groups"]) >= {"team:risk-lab", "team:reco-lab", "team:forecast-lab"}
     assert values["hub"]["extraEnv"]["OAUTH_CLIENT_SECRET"] == {
         "valueFrom": {"secretKeyRef": {"name": OAUTH_SECRET, "key": "client-secret"}}}
 
 
 def test_client_secret_never_appears_in_clear_in_the_build_output(prod, tmp_path):
     # The program is handed the offline placeholder for the `secure:` value (so a leak would show it) ...
-    config, secret_keys = engine.read_stack_config(engine.stack_file("prod"))
+    config, secret_keys = engine.read_stack_config(fixture_stack_file("prod"))
     assert json.loads(config["mlops-platform:notebooks"])["auth"]["clientSecret"] == engine.OFFLINE_SECRET
     assert "mlops-platform:notebooks" in secret_keys
     # ... and writes it nowhere.
@@ -313,7 +313,7 @@ def test_the_secret_is_a_secret_even_when_not_marked_secure():
 def test_dev_uses_dummy_users_with_their_teams(dev):
     config = dev.helm("jupyterhub")["values"]["hub"]["config"]
     assert config["JupyterHub"]["authenticator_class"] == "dummy"
-    assert config["JupyterHub"]["load_groups"]["team:fraud-detection"] == {"users": ["alice"]}
+    assert config["JupyterHub"]["load_groups"]["team:risk-lab"] == {"users": ["alice"]}
     assert not dev.objects("Secret", NAMESPACE)
 
 
@@ -395,14 +395,14 @@ def test_github_groups_come_from_teams():
     config["mlops-platform:notebooks"]["auth"] = {
         "type": "github", "clientId": "x", "clientSecret": engine.OFFLINE_SECRET, "allowedOrganizations": ["acme"],
         "callbackUrl": "https://j.example/hub/oauth_callback"}
-    config["mlops-platform:notebooks"]["teamGroups"] = {"fraud-detection": "acme:fraud-detection"}
+    config["mlops-platform:notebooks"]["teamGroups"] = {"risk-lab": "acme:risk-lab"}
     run = run_config(config)
     (release,) = [r for r in render.helm_releases(run) if r.inputs["name"] == "jupyterhub"]
     values = release.inputs["values"]
     assert values["hub"]["config"]["GitHubOAuthenticator"]["allowed_organizations"] == ["acme"]
     assert "auth_state_groups_key = _github_teams" in values["hub"]["extraConfig"]["10-github-teams.py"]
     compile(values["hub"]["extraConfig"]["10-github-teams.py"], "10-github-teams.py", "exec")
-    assert values["custom"]["mlops"]["profileGroups"]["fraud-detection-cpu"] == ["acme:fraud-detection"]
+    assert values["custom"]["mlops"]["profileGroups"]["risk-lab-cpu"] == ["acme:risk-lab"]
 
 
 def test_team_groups_and_dummy_users_name_teams():

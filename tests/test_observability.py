@@ -337,7 +337,7 @@ def test_dcgm_karpenter_and_the_queue_proxy_are_scraped(dev):
 
 
 def test_the_scrape_policy_names_the_prometheus_this_stack_installs(dev):
-    policy = dev.obj("NetworkPolicy", "inference-metrics-ingress", "fraud-detection")["spec"]
+    policy = dev.obj("NetworkPolicy", "inference-metrics-ingress", "risk-lab")["spec"]
     peer = policy["ingress"][0]["from"][0]
     assert peer["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "monitoring"}
     assert peer["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == "prometheus"
@@ -547,7 +547,7 @@ def test_every_alert_is_declared_once_including_the_gpu_waste_alerts(stack, requ
 
 def test_latency_alert_fires_above_each_models_own_target(prod):
     targets_ = constants(prod, "mlops:inference_latency_p99_target:seconds")
-    assert targets_ == {(("inferenceservice", "fraud-model"), ("namespace", "fraud-detection")): 0.1}
+    assert targets_ == {(("inferenceservice", "fraud-model"), ("namespace", "risk-lab")): 0.1}
     rule = alert(prod, "InferenceLatencyP99AboveTarget")
     assert rule["expr"].startswith("histogram_quantile(0.99, sum by (namespace, inferenceservice, le)")
     assert rule["expr"].endswith("> on (namespace, inferenceservice) group_left () "

@@ -192,10 +192,10 @@ def test_the_shipped_stacks_pass_the_egress_rules(stack, request):
 
 def test_dropping_a_default_deny_from_a_rendered_stack_is_caught(dev):
     kept = [r for r in dev.resources if not (r.type == NP and r.inputs["metadata"]["name"] == "default-deny"
-                                             and r.inputs["metadata"]["namespace"] == "recommendations")]
+                                             and r.inputs["metadata"]["namespace"] == "reco-lab")]
     found = evaluate([egress.team_namespace_default_deny_egress], kept)
     assert [v.message for v in found] == [
-        "Team namespace 'recommendations' must have a default-deny egress NetworkPolicy (podSelector {}, "
+        "Team namespace 'reco-lab' must have a default-deny egress NetworkPolicy (podSelector {}, "
         "policyTypes including Egress, no egress rules)."]
 
 

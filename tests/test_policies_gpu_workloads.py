@@ -202,5 +202,5 @@ def test_a_quota_that_could_exceed_the_teams_budget_is_reported():
 
 
 def test_the_budget_reaches_the_namespace_annotation(dev):
-    ns = dev.obj("Namespace", "fraud-detection")
+    ns = dev.obj("Namespace", "risk-lab")
     assert ns["metadata"]["annotations"]["mlops.platform/monthly-gpu-budget-usd"] == "2000"

@@ -81,7 +81,7 @@ def _team_pod(image: str, gpu: bool = False) -> dict[str, Any]:
     if gpu:   # on a GPU pool, but without the GPU toleration
         container["resources"] = {"limits": {"nvidia.com/gpu": "1"}}
         spec["nodeSelector"] = {"mlops.platform/gpu-type": "a100-40gb"}
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "bad", "namespace": "forecasting"},
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "bad", "namespace": "forecast-lab"},
             "spec": {"selector": {"matchLabels": {"app": "bad"}},
                      "template": {"metadata": {"labels": {"app": "bad"}}, "spec": spec}}}
 
@@ -141,26 +141,26 @@ VIOLATIONS: dict[str, Callable[[Plan], Any]] = {
         p, "kubernetes:apps/v1:Deployment", "gpu-without-toleration",
         _team_pod("nvcr.io/nvidia/pytorch:25.01-py3", gpu=True)),
     "gpu-team-quota-within-capacity": lambda p: _add(p, "kubernetes:core/v1:ResourceQuota", "huge-quota", {
-        "apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "huge", "namespace": "forecasting"},
+        "apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "huge", "namespace": "forecast-lab"},
         "spec": {"hard": {"requests.nvidia.com/gpu": "100000"}}}),
-    "cost-gpu-quota-within-budget": lambda p: _find(p, "kubernetes:core/v1:Namespace", "team-forecasting-namespace")[
+    "cost-gpu-quota-within-budget": lambda p: _find(p, "kubernetes:core/v1:Namespace", "team-forecast-lab-namespace")[
         "inputs"]["metadata"].update(annotations={"mlops.platform/monthly-gpu-budget-usd": "100"}),
     "team-namespace-default-deny-egress": lambda p: p["resources"].remove(
-        _find(p, "kubernetes:networking.k8s.io/v1:NetworkPolicy", "team-forecasting-netpol-default-deny")),
+        _find(p, "kubernetes:networking.k8s.io/v1:NetworkPolicy", "team-forecast-lab-netpol-default-deny")),
     "workload-egress-allowlist": lambda p: _add(
         p, "kubernetes:networking.k8s.io/v1:NetworkPolicy", "notebook-vpc", {
             "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-            "metadata": {"name": "notebook-vpc", "namespace": "forecasting"},
+            "metadata": {"name": "notebook-vpc", "namespace": "forecast-lab"},
             "spec": {"podSelector": {"matchLabels": {"job-type": "notebook"}}, "policyTypes": ["Egress"],
                      "egress": [{"to": [{"ipBlock": {"cidr": "10.40.0.0/16"}}], "ports": [{"port": 443}]}]}}),
     "team-pod-security": lambda p: _add(p, "kubernetes:apps/v1:Deployment", "host-network", mutated_pod(
         _team_pod("nvcr.io/nvidia/pytorch:25.01-py3"), lambda s: s.update(hostNetwork=True))),
     "team-namespace-pod-security-level": lambda p: _find(p, "kubernetes:core/v1:Namespace",
-                                                         "team-forecasting-namespace")["inputs"]["metadata"][
+                                                         "team-forecast-lab-namespace")["inputs"]["metadata"][
         "labels"].update({"pod-security.kubernetes.io/enforce": "privileged"}),
     "deployment-read-only-root-filesystem": lambda p: _find(p, "kubernetes:apps/v1:Deployment", "mlflow-server")[
         "inputs"]["spec"]["template"]["spec"]["containers"][0]["securityContext"].pop("readOnlyRootFilesystem"),
-    "team-quota-covers-gpus": lambda p: _find(p, "kubernetes:core/v1:ResourceQuota", "team-recommendations-quota")[
+    "team-quota-covers-gpus": lambda p: _find(p, "kubernetes:core/v1:ResourceQuota", "team-reco-lab-quota")[
         "inputs"]["spec"]["hard"].pop("requests.nvidia.com/gpu"),
     "inference-no-scale-to-zero-in-prod": lambda p: _isvc(p)["spec"]["predictor"].update(minReplicas=0),
     "inference-replicas-within-quota": lambda p: _isvc(p)["spec"]["predictor"].update(maxReplicas=500),
@@ -168,12 +168,12 @@ VIOLATIONS: dict[str, Callable[[Plan], Any]] = {
                                                       "team-admin", {
         "metadata": {"name": "team-admin"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io",
                                                         "kind": "ClusterRole", "name": "cluster-admin"},
-        "subjects": [{"kind": "Group", "name": "forecasting-members"}]}),
+        "subjects": [{"kind": "Group", "name": "forecast-lab-members"}]}),
     "fsx-in-lustre-security-group": lambda p: _find(p, "aws:fsx/lustreFileSystem:LustreFileSystem",
                                                     "datasets-transactions")["inputs"].update(securityGroupIds=[]),
     "eks-endpoint-restricted": lambda p: _find(p, "aws:eks/cluster:Cluster", "cluster-eks")["inputs"]["vpcConfig"]
     .update(publicAccessCidrs=["0.0.0.0/0"]),
-    "ecr-repository-hardened": lambda p: _find(p, "aws:ecr/repository:Repository", "supply-chain-forecasting")[
+    "ecr-repository-hardened": lambda p: _find(p, "aws:ecr/repository:Repository", "supply-chain-forecast-lab")[
         "inputs"].update(imageTagMutability="MUTABLE"),
     "kms-key-rotation": lambda p: _find(p, "aws:kms/key:Key", "datasets-dvc")["inputs"].update(
         enableKeyRotation=False),
@@ -193,7 +193,7 @@ VIOLATIONS: dict[str, Callable[[Plan], Any]] = {
     "data-stores-protected-in-prod": lambda p: _find(p, "aws:s3/bucket:Bucket", "datasets-dvc").update(
         protect=False),
     "k8s-no-plaintext-credentials": lambda p: _add(p, "kubernetes:core/v1:ConfigMap", "plain-credentials", {
-        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "db", "namespace": "forecasting"},
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "db", "namespace": "forecast-lab"},
         "data": {"db-password": "hunter2-plain-text"}}),
     "workload-image-from-allowed-registry": lambda p: _add(
         p, "kubernetes:apps/v1:Deployment", "foreign-image", _team_pod("quay.io/someone/tool:1.0")),

@@ -8,12 +8,12 @@ import yaml
 
 from preview import render
 from tests import schemas
-from tests.conftest import SHIPPED_STACKS, rendered_stack
+from tests.conftest import SHIPPED_STACKS, rendered_shipped
 
 
 @pytest.mark.parametrize("stack", SHIPPED_STACKS)
 def test_every_manifest_validates_strictly(stack, schemas_dir):
-    rendered = rendered_stack(stack)
+    rendered = rendered_shipped(stack)
     assert rendered.manifests
     problems = [p for m in rendered.manifests for p in schemas.errors(m, schemas_dir)]
     assert problems == []

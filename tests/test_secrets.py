@@ -15,7 +15,7 @@ import yaml
 
 from components.config.secrets import is_placeholder
 from preview import engine, render
-from tests.conftest import PROJECT_DIR, SHIPPED_STACKS, Rendered, rendered_stack, run_capturing
+from tests.conftest import PROJECT_DIR, SHIPPED_STACKS, Rendered, rendered_shipped, run_capturing
 
 
 def ciphertexts(value: Any) -> list[str]:
@@ -52,13 +52,13 @@ def leaks(stack: str, rendered: Rendered, out_dir: Path) -> list[str]:
 
 @pytest.mark.parametrize("stack", SHIPPED_STACKS)
 def test_no_secret_reaches_any_recorded_input_output_or_written_file(stack, tmp_path):
-    assert leaks(stack, rendered_stack(stack), tmp_path) == []
+    assert leaks(stack, rendered_shipped(stack), tmp_path) == []
 
 
 def test_the_shipped_stacks_have_secrets_to_look_for():
     """Without any, the test above would pass having searched for nothing."""
-    assert any(rendered_stack(s).generated for s in SHIPPED_STACKS)
-    assert any(secret_values(s, rendered_stack(s)) for s in SHIPPED_STACKS)
+    assert any(rendered_shipped(s).generated for s in SHIPPED_STACKS)
+    assert any(secret_values(s, rendered_shipped(s)) for s in SHIPPED_STACKS)
 
 
 def render_mutated(stack: str) -> Rendered:
@@ -67,7 +67,7 @@ def render_mutated(stack: str) -> Rendered:
 
 @pytest.fixture(scope="module")
 def stack_with_generated_secrets() -> str:
-    return next(s for s in SHIPPED_STACKS if rendered_stack(s).generated)
+    return next(s for s in SHIPPED_STACKS if rendered_shipped(s).generated)
 
 
 def test_mutation_without_masking_the_leak_search_fails(monkeypatch, tmp_path, stack_with_generated_secrets):

@@ -48,9 +48,9 @@ def test_sizing_rule(overrides, prod, expected):
 
 
 def test_seed_fraud_model_renders_min_2_max_50_cpu_80_in_prod(prod, dev):
-    spec = prod.obj("InferenceService", "fraud-model", "fraud-detection")["spec"]["predictor"]
+    spec = prod.obj("InferenceService", "fraud-model", "risk-lab")["spec"]["predictor"]
     assert (spec["minReplicas"], spec["maxReplicas"], spec["scaleMetric"], spec["scaleTarget"]) == (2, 50, "cpu", 80)
-    dev_spec = dev.obj("InferenceService", "fraud-model", "fraud-detection")["spec"]["predictor"]
+    dev_spec = dev.obj("InferenceService", "fraud-model", "risk-lab")["spec"]["predictor"]
     assert (dev_spec["minReplicas"], dev_spec["maxReplicas"]) == (1, 5)
 
 
@@ -97,7 +97,7 @@ def test_a_team_quota_too_small_for_its_models_peak_is_a_config_error():
 
 
 def test_inference_service_runs_in_the_team_namespace_as_its_serving_account(dev):
-    isvc = dev.obj("InferenceService", "fraud-model", "fraud-detection")
+    isvc = dev.obj("InferenceService", "fraud-model", "risk-lab")
     predictor = isvc["spec"]["predictor"]
     assert predictor["serviceAccountName"] == "serving"
     assert predictor["labels"][labels.JOB_TYPE] == "inference"       # what the team's NetworkPolicies select
@@ -111,7 +111,7 @@ def test_inference_service_runs_in_the_team_namespace_as_its_serving_account(dev
     assert "canaryTrafficPercent" not in predictor
     # It waits for KServe's runtimes and for the team's tenant (namespace, quota, NetworkPolicies).
     registration = dev.one(ISVC)
-    team = dev.one("mlops:tenancy:Team", "team-fraud-detection")
+    team = dev.one("mlops:tenancy:Team", "team-risk-lab")
     team_objects = {r.urn for r in dev.resources if r.parent == team.urn and r.custom}
     runtimes = dev.one("kubernetes:helm.sh/v3:Release", "serving-kserve-runtimes")
     assert team_objects and team_objects | {runtimes.urn} <= set(registration.dependencies)
@@ -119,7 +119,7 @@ def test_inference_service_runs_in_the_team_namespace_as_its_serving_account(dev
 
 @pytest.fixture(scope="module")
 def variants() -> Rendered:
-    """dev with a canary on the fraud model and a GPU model for recommendations."""
+    """dev with a canary on the fraud model and a GPU model for reco-lab."""
     config = stack_yaml("dev")
     teams = config[PREFIX + "teams"]
     teams[0]["models"][0]["canary"] = {"location": "s3://acme-ml-models-dev/fraud/v4", "trafficPercent": 5}
@@ -130,21 +130,21 @@ def variants() -> Rendered:
 
 
 def test_canary_rolls_the_new_version_out_to_its_share(variants):
-    predictor = variants.obj("InferenceService", "fraud-model", "fraud-detection")["spec"]["predictor"]
+    predictor = variants.obj("InferenceService", "fraud-model", "risk-lab")["spec"]["predictor"]
     assert predictor["canaryTrafficPercent"] == 5
     assert predictor["model"]["storageUri"] == "s3://acme-ml-models-dev/fraud/v4"
 
 
 def test_the_serving_role_may_read_the_canary_version_too(variants):
-    role = variants.one("aws:iam/role:Role", "team-fraud-detection-serving")
-    policy = variants.one("aws:iam/rolePolicy:RolePolicy", "team-fraud-detection-serving-inline").inputs["policy"]
+    role = variants.one("aws:iam/role:Role", "team-risk-lab-serving")
+    policy = variants.one("aws:iam/rolePolicy:RolePolicy", "team-risk-lab-serving-inline").inputs["policy"]
     resources = {r for st in json.loads(policy)["Statement"] for r in
                  ([st["Resource"]] if isinstance(st["Resource"], str) else st["Resource"])}
     assert "arn:aws:s3:::acme-ml-models-dev/fraud/v4/*" in resources and role
 
 
 def test_gpu_model_asks_for_a_gpu_in_limits_tolerates_the_taint_and_targets_a_gpu_pool(variants):
-    predictor = variants.obj("InferenceService", "ranker", "recommendations")["spec"]["predictor"]
+    predictor = variants.obj("InferenceService", "ranker", "reco-lab")["spec"]["predictor"]
     assert predictor["model"]["resources"]["limits"][labels.GPU_RESOURCE] == "1"
     assert predictor["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
     terms = predictor["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]

@@ -6,6 +6,7 @@ stay valid when users edit their stack files, and no test may depend on the team
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from components.config import parse_config
 from policies import POLICIES
 from preview import check, engine
 from tests import schemas
-from tests.conftest import PROJECT_DIR, SHIPPED_STACKS, Rendered, rendered_stack, run_capturing
+from tests.conftest import PROJECT_DIR, SHIPPED_STACKS, Rendered, rendered_shipped, run_capturing
 
 PREFIX = "mlops-platform:"
 NEW_TEAMS = [
@@ -58,7 +59,7 @@ def config_of(stack_file: Path) -> dict[str, Any]:
 def test_every_shipped_stack_validates_renders_and_passes_every_policy(stack):
     """(Strict schemas of every shipped stack: tests/test_schemas.py.)"""
     parse_config(config_of(engine.stack_file(stack)))
-    rendered = rendered_stack(stack)
+    rendered = rendered_shipped(stack)
     assert rendered.resources
     assert generic_problems(stack, rendered, None) == []
 
@@ -77,8 +78,37 @@ def test_stacks_with_two_teams_added_as_the_readme_shows_pass_every_check(stack,
 
 def test_the_generic_checks_can_fail(schemas_dir):
     """A policy violation and a schema error in a rendered stack both show up."""
-    rendered = rendered_stack(SHIPPED_STACKS[0])
+    rendered = rendered_shipped(SHIPPED_STACKS[0])
     broken = Rendered(rendered.run)
     broken.manifests = [*rendered.manifests, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"},
                                               "bogus": 1}]
     assert generic_problems(SHIPPED_STACKS[0], broken, schemas_dir)
+
+
+# ---- no test depends on the shipped stacks' teams -------------------------------------------------------------
+# Behaviour tests read the fixture stacks (tests/fixtures/stacks), whose teams are named apart from the shipped
+# ones: a test that names a shipped team depends on the shipped file and breaks when that team is renamed.
+
+def shipped_team_names() -> set[str]:
+    return {t["name"] for stack in SHIPPED_STACKS for t in config_of(engine.stack_file(stack)).get("teams") or []}
+
+
+def mentions(text: str, names: set[str]) -> list[tuple[int, str]]:
+    """(line number, name) for every whole-word mention of a name (a name may sit inside a longer resource name)."""
+    pattern = re.compile(r"(?<![A-Za-z0-9_])(" + "|".join(map(re.escape, sorted(names))) + r")(?![A-Za-z0-9_])")
+    return [(n, m[1]) for n, line in enumerate(text.splitlines(), 1) for m in pattern.finditer(line)]
+
+
+def test_no_test_or_fixture_names_a_shipped_team():
+    names = shipped_team_names()
+    assert names
+    found = [f"{path.relative_to(PROJECT_DIR)}:{n}: {name}"
+             for path in sorted((PROJECT_DIR / "tests").rglob("*")) if path.suffix in (".py", ".yaml", ".yml", ".json")
+             for n, name in mentions(path.read_text(), names)]
+    assert found == [], ("tests must not depend on the shipped stacks' teams: use the fixture stacks' teams "
+                         "(tests/fixtures/stacks) or read the shipped stacks generically; found:\n" + "\n".join(found))
+
+
+def test_the_team_name_search_finds_a_mention():
+    assert mentions('x = "team-a-serving"\nns = obj("Namespace", "team-a")\n"team-ab"', {"team-a"}) == [
+        (1, "team-a"), (2, "team-a")]

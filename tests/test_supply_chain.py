@@ -109,7 +109,7 @@ def test_ci_role_trusts_only_the_team_branch_running_the_platform_workflow(decla
     provider = prod.one("aws:iam/openIdConnectProvider:OpenIdConnectProvider", "supply-chain-github")
     assert provider.inputs["url"] == f"https://{GITHUB_OIDC_HOST}"
     assert provider.inputs["clientIdLists"] == ["sts.amazonaws.com"]
-    (statement,) = doc(ci_role(prod, "recommendations").inputs["assumeRolePolicy"])["Statement"]
+    (statement,) = doc(ci_role(prod, "reco-lab").inputs["assumeRolePolicy"])["Statement"]
     assert statement["Principal"] == {"Federated": EXISTING_PROVIDER}
     assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
     assert statement["Condition"] == {
@@ -124,34 +124,34 @@ def test_ci_role_trusts_only_the_team_branch_running_the_platform_workflow(decla
 
 def test_ci_role_may_push_to_its_own_repository_only(prod):
     (policy,) = [r for r in prod.of_type("aws:iam/rolePolicy:RolePolicy")
-                 if r.name == "supply-chain-fraud-detection-ci"]
+                 if r.name == "supply-chain-risk-lab-ci"]
     statements = {s["Sid"]: s for s in doc(policy.inputs["policy"])["Statement"]}
     assert statements["EcrLogin"]["Action"] == "ecr:GetAuthorizationToken" and statements["EcrLogin"]["Resource"] == "*"
     push = statements["PushToTheTeamRepository"]
     assert set(ECR_PUSH_ACTIONS) <= set(push["Action"])
-    assert push["Resource"] == f"arn:aws:ecr:us-east-1:{ACCOUNT_ID}:repository/mlops-prod/fraud-detection"
+    assert push["Resource"] == f"arn:aws:ecr:us-east-1:{ACCOUNT_ID}:repository/mlops-prod/risk-lab"
     assert set(statements) == {"EcrLogin", "PushToTheTeamRepository"}
 
 
 def test_repository_policy_denies_pushes_from_anyone_but_the_team_ci_role(prod):
     policies = {r.inputs["repository"]: doc(r.inputs["policy"])["Statement"]
                 for r in prod.of_type("aws:ecr/repositoryPolicy:RepositoryPolicy")}
-    (fraud,) = policies["mlops-prod/fraud-detection"]
+    (fraud,) = policies["mlops-prod/risk-lab"]
     assert fraud["Effect"] == "Deny" and fraud["Principal"] == "*" and set(fraud["Action"]) == set(ECR_PUSH_ACTIONS)
-    role_name = re.escape("supply-chain-fraud-detection-ci")
+    role_name = re.escape("supply-chain-risk-lab-ci")
     assert re.fullmatch(rf"arn:aws:iam::{ACCOUNT_ID}:role/{role_name}-[0-9a-f]+",
                         fraud["Condition"]["StringNotEquals"]["aws:PrincipalArn"])
-    # forecasting has no ciRepository: nobody pushes.
-    (forecasting,) = policies["mlops-prod/forecasting"]
-    assert forecasting["Effect"] == "Deny" and "Condition" not in forecasting
+    # forecast-lab has no ciRepository: nobody pushes.
+    (forecast,) = policies["mlops-prod/forecast-lab"]
+    assert forecast["Effect"] == "Deny" and "Condition" not in forecast
     assert {r.name for r in prod.of_type(ROLE) if r.name.endswith("-ci") and "supply-chain" in r.name} == {
-        "supply-chain-fraud-detection-ci", "supply-chain-recommendations-ci"}
+        "supply-chain-risk-lab-ci", "supply-chain-reco-lab-ci"}
 
 
 def test_an_existing_github_provider_is_used_instead_of_declaring_one(variant):
     providers = [r.name for r in variant.of_type("aws:iam/openIdConnectProvider:OpenIdConnectProvider")]
     assert "supply-chain-github" not in providers and providers == ["cluster-oidc"]
-    (statement,) = doc(ci_role(variant, "fraud-detection").inputs["assumeRolePolicy"])["Statement"]
+    (statement,) = doc(ci_role(variant, "risk-lab").inputs["assumeRolePolicy"])["Statement"]
     assert statement["Principal"] == {"Federated": EXISTING_PROVIDER}
 
 
@@ -159,7 +159,7 @@ def test_stack_exports_repositories_and_ci_roles(prod):
     outputs = prod.run.outputs
     assert outputs["imageRepositories"] == {t: f"{ACCOUNT_ID}.dkr.ecr.us-east-1.amazonaws.com/mlops-prod/{t}"
                                             for t in team_names("prod")}
-    assert set(outputs["imageCiRoles"]) == {"fraud-detection", "recommendations"}
+    assert set(outputs["imageCiRoles"]) == {"risk-lab", "reco-lab"}
 
 
 # ---- the admission policy: objects, binding, schema ------------------------------------------------------
@@ -207,7 +207,7 @@ def cel(expression: str, activation: dict):
     return result
 
 
-def admit(policy: dict, pod: dict, namespace: str = "fraud-detection") -> list[str]:
+def admit(policy: dict, pod: dict, namespace: str = "risk-lab") -> list[str]:
     """The messages the API server would return for `pod` in `namespace` (empty: admitted)."""
     activation = {"object": json_to_cel(pod), "request": json_to_cel({"namespace": namespace,
                                                                       "operation": "CREATE"})}
@@ -238,10 +238,10 @@ def pod(*images: str, init: tuple[str, ...] = (), gpu: str | None = None, tolera
         spec["initContainers"] = [container(i, im, "init") for i, im in enumerate(init)]
     if tolerations is not None:
         spec["tolerations"] = tolerations
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "fraud-detection"}, "spec": spec}
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "risk-lab"}, "spec": spec}
 
 
-TEAM_IMAGE = f"{DEV_ECR}/mlops-dev/fraud-detection:training-3f2a9c1"
+TEAM_IMAGE = f"{DEV_ECR}/mlops-dev/risk-lab:training-3f2a9c1"
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 
 
@@ -252,7 +252,7 @@ def vap(dev) -> dict:
 
 def test_team_ecr_image_is_admitted(vap):
     assert admit(vap, pod(TEAM_IMAGE)) == []
-    assert admit(vap, pod(f"{DEV_ECR}/mlops-dev/fraud-detection@sha256:{'a' * 64}")) == []
+    assert admit(vap, pod(f"{DEV_ECR}/mlops-dev/risk-lab@sha256:{'a' * 64}")) == []
 
 
 def test_docker_hub_latest_is_rejected_for_registry_and_tag(vap):
@@ -265,7 +265,7 @@ def test_docker_hub_latest_is_rejected_for_registry_and_tag(vap):
 @pytest.mark.parametrize("image", [
     "nvcr.io/nvidia/pytorch",                                           # untagged
     "public.ecr.aws/docker/library/python:latest",
-    f"{DEV_ECR}/mlops-dev/fraud-detection",
+    f"{DEV_ECR}/mlops-dev/risk-lab",
 ])
 def test_allowed_registry_but_unpinned_is_rejected(vap, image):
     (message,) = admit(vap, pod(image))
@@ -275,8 +275,8 @@ def test_allowed_registry_but_unpinned_is_rejected(vap, image):
 @pytest.mark.parametrize("image", [
     "nvcr.io.evil.example/nvidia/pytorch:24.05-py3",                    # look-alike host
     f"{DEV_ECR}/other-team-stuff/x:1.0",                                # this account, not the team repositories
-    "999999999999.dkr.ecr.us-west-2.amazonaws.com/mlops-dev/fraud-detection:1.0",   # another account
-    f"{ACCOUNT_ID}.dkr.ecr.eu-west-1.amazonaws.com/mlops-dev/fraud-detection:1.0",   # another region
+    "999999999999.dkr.ecr.us-west-2.amazonaws.com/mlops-dev/risk-lab:1.0",   # another account
+    f"{ACCOUNT_ID}.dkr.ecr.eu-west-1.amazonaws.com/mlops-dev/risk-lab:1.0",   # another region
     "ghcr.io/acme/trainer:1.0",                                         # only the exception team may
     "python:3.12",                                                      # Docker Hub library short name
 ])
@@ -335,17 +335,17 @@ def test_cpu_pods_need_no_toleration(vap):
 def test_team_exception_applies_to_its_namespace_only(variant):
     policy = variant.obj("ValidatingAdmissionPolicy", ADMISSION_POLICY_NAME)
     image = "ghcr.io/acme/trainer:1.0"
-    assert admit(policy, pod(image), namespace="recommendations") == []
-    assert admit(policy, pod(image), namespace="fraud-detection") != []
+    assert admit(policy, pod(image), namespace="reco-lab") == []
+    assert admit(policy, pod(image), namespace="risk-lab") != []
     allowlist = json.loads(policy["metadata"]["annotations"][labels.IMAGE_ALLOWLIST])
-    assert allowlist["namespaces"] == {"recommendations": ["ghcr.io/acme/"]}
+    assert allowlist["namespaces"] == {"reco-lab": ["ghcr.io/acme/"]}
 
 
 # The Python rules the policy pack uses agree with the CEL on every sample.
 SAMPLES = ["nvcr.io/nvidia/pytorch:24.05-py3", "nvcr.io/nvidia/pytorch", "python:latest", "python",
            "registry.example.com:5000/team/img", "registry.example.com:5000/team/img:1.2", f"x@sha256:{'c' * 64}",
            "x:latest@sha256:" + "d" * 64, "kserve/xgbserver:v0.20.0", "ghcr.io/mlflow/mlflow:v3.9.0-full",
-           f"{DEV_ECR}/mlops-dev/fraud-detection:training-1", "docker.io/library/python:latest"]
+           f"{DEV_ECR}/mlops-dev/risk-lab:training-1", "docker.io/library/python:latest"]
 
 
 @pytest.mark.parametrize("image", SAMPLES)

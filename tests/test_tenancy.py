@@ -100,10 +100,10 @@ def test_training_pods_reach_exactly_dns_mlflow_s3_sts_and_their_teams_fsx(stack
 
 def test_training_pods_reach_only_their_own_teams_file_systems(prod):
     config = stack_yaml("prod")
-    fraud, recs = team_fsx(prod, config, "fraud-detection"), team_fsx(prod, config, "recommendations")
+    fraud, recs = team_fsx(prod, config, "risk-lab"), team_fsx(prod, config, "reco-lab")
     assert fraud and recs and fraud.isdisjoint(recs)
-    assert reach(policies(prod), "fraud-detection", "training") & recs == frozenset()
-    assert reach(policies(prod), "recommendations", "training") & fraud == frozenset()
+    assert reach(policies(prod), "risk-lab", "training") & recs == frozenset()
+    assert reach(policies(prod), "reco-lab", "training") & fraud == frozenset()
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
@@ -115,12 +115,12 @@ def test_every_team_namespace_is_isolated(stack, request):
 
 def test_a_namespace_without_default_deny_fails_the_isolation_check(dev):
     without = [p for p in policies(dev) if not (p["metadata"]["name"] == "default-deny"
-                                                and p["metadata"]["namespace"] == "fraud-detection")]
-    problems = isolation_problems(without, "fraud-detection", "us-west-2")
+                                                and p["metadata"]["namespace"] == "risk-lab")]
+    problems = isolation_problems(without, "risk-lab", "us-west-2")
     assert problems == ["no default deny of Ingress", "no default deny of Egress",
                         "unlabelled pods are not isolated for Ingress"]
-    assert reach(without, "fraud-detection", "unlabelled", INGRESS) == netpol.EVERYTHING
-    assert isolation_problems(without, "recommendations", "us-west-2") == []
+    assert reach(without, "risk-lab", "unlabelled", INGRESS) == netpol.EVERYTHING
+    assert isolation_problems(without, "reco-lab", "us-west-2") == []
 
 
 @pytest.mark.parametrize("peer", [{"ipBlock": {"cidr": "0.0.0.0/0"}}, {"ipBlock": {"cidr": "::/0"}},
@@ -128,11 +128,11 @@ def test_a_namespace_without_default_deny_fails_the_isolation_check(dev):
 def test_a_training_egress_rule_to_the_internet_fails_the_isolation_check(dev, peer):
     mutated = copy.deepcopy(policies(dev))
     training = next(p for p in mutated if p["metadata"]["name"] == "training-egress"
-                    and p["metadata"]["namespace"] == "fraud-detection")
+                    and p["metadata"]["namespace"] == "risk-lab")
     training["spec"]["egress"].append({"to": [peer]} if peer else {"ports": [{"protocol": "TCP", "port": 443}]})
-    problems = isolation_problems(mutated, "fraud-detection", "us-west-2")
+    problems = isolation_problems(mutated, "risk-lab", "us-west-2")
     assert len(problems) == 1 and problems[0].startswith("training pods reach ")
-    assert reach(mutated, "fraud-detection", "training") != expected_training(dev, stack_yaml("dev"), "fraud-detection")
+    assert reach(mutated, "risk-lab", "training") != expected_training(dev, stack_yaml("dev"), "risk-lab")
 
 
 # ---- the other pods ------------------------------------------------------------------------------------
@@ -145,11 +145,11 @@ def test_notebooks_reach_the_training_destinations_plus_the_hub_and_their_packag
                                                      "port": 3128}}
     rendered = Rendered(run_config(config))
     data = DNS | {MLFLOW_REACH, HUB_REACH} | s3("us-west-2") | sts(rendered)
-    recs = reach(policies(rendered), "recommendations", "notebook")
+    recs = reach(policies(rendered), "reco-lab", "notebook")
     assert recs == data | {Reach(Peer.ip_block(c), Port("TCP", 443)) for c in ("151.101.0.0/22", "151.101.64.0/22")}
-    fraud = reach(policies(rendered), "fraud-detection", "notebook")
+    fraud = reach(policies(rendered), "risk-lab", "notebook")
     proxy = Reach(Peer.pods_in("egress-proxy", {"app": "squid"}), Port("TCP", 3128))
-    assert fraud == data | {proxy} | team_fsx(rendered, config, "fraud-detection")
+    assert fraud == data | {proxy} | team_fsx(rendered, config, "risk-lab")
 
 
 def test_without_a_package_index_notebooks_reach_no_internet_address(dev):
@@ -159,7 +159,7 @@ def test_without_a_package_index_notebooks_reach_no_internet_address(dev):
 
 
 def test_notebooks_accept_connections_from_the_hub_and_proxy_only(dev):
-    got = reach(policies(dev), "fraud-detection", "notebook", INGRESS)
+    got = reach(policies(dev), "risk-lab", "notebook", INGRESS)
     assert got == {Reach(Peer.pods_in(s.namespace, s.pod_labels)) for s in NOTEBOOK_INGRESS}
 
 
@@ -168,31 +168,31 @@ def test_inference_pods_accept_the_serving_gateway_only_and_reach_s3_sts_and_dns
     # that port only: the latency and error-rate alerts and the models dashboard read them.
     scrape = {Reach(Peer.pods_in(PROMETHEUS.source.namespace, PROMETHEUS.source.pod_labels), Port("TCP", port))
               for port in PROMETHEUS.inference_ports}
-    assert reach(policies(dev), "fraud-detection", "inference", INGRESS) == \
+    assert reach(policies(dev), "risk-lab", "inference", INGRESS) == \
         {Reach(Peer.pods_in(s.namespace, s.pod_labels)) for s in SERVING_INGRESS} | scrape
-    assert reach(policies(dev), "fraud-detection", "inference") == DNS | s3("us-west-2") | sts(dev)
+    assert reach(policies(dev), "risk-lab", "inference") == DNS | s3("us-west-2") | sts(dev)
 
 
 def test_prometheus_reaches_no_team_pod_but_the_inference_metrics_port(dev):
     prometheus = Peer.pods_in(PROMETHEUS.source.namespace, PROMETHEUS.source.pod_labels)
     for kind in POD_KINDS:
-        from_prometheus = {r for r in reach(policies(dev), "fraud-detection", kind, INGRESS) if r.peer == prometheus}
+        from_prometheus = {r for r in reach(policies(dev), "risk-lab", kind, INGRESS) if r.peer == prometheus}
         assert from_prometheus == ({Reach(prometheus, Port("TCP", 9091))} if kind == "inference" else set()), kind
 
 
 def test_unlabelled_pods_reach_dns_only_and_accept_nothing(dev):
-    assert reach(policies(dev), "fraud-detection", "unlabelled") == DNS
-    assert reach(policies(dev), "fraud-detection", "unlabelled", INGRESS) == frozenset()
+    assert reach(policies(dev), "risk-lab", "unlabelled") == DNS
+    assert reach(policies(dev), "risk-lab", "unlabelled", INGRESS) == frozenset()
 
 
 def test_training_workers_of_one_team_accept_each_other_but_not_other_teams(dev):
-    got = reach(policies(dev), "fraud-detection", "training", INGRESS)
-    assert got == {Reach(Peer.pods_in("fraud-detection", {labels.JOB_TYPE: "training"}))}
+    got = reach(policies(dev), "risk-lab", "training", INGRESS)
+    assert got == {Reach(Peer.pods_in("risk-lab", {labels.JOB_TYPE: "training"}))}
 
 
 def test_s3_cidrs_come_from_the_regions_managed_prefix_list(prod):
-    assert reach(policies(prod), "forecasting", "training") >= s3("us-east-1")
-    assert not reach(policies(prod), "forecasting", "training") & s3("us-west-2")
+    assert reach(policies(prod), "forecast-lab", "training") >= s3("us-east-1")
+    assert not reach(policies(prod), "forecast-lab", "training") & s3("us-west-2")
 
 
 # ---- what the namespace holds --------------------------------------------------------------------------
@@ -206,13 +206,13 @@ def test_namespaces_carry_the_team_label_and_pod_security_baseline(prod):
 
 
 def test_quota_counts_gpus_cpu_memory_and_storage_from_config(dev):
-    hard = dev.obj("ResourceQuota", "team-quota", "fraud-detection")["spec"]["hard"]
+    hard = dev.obj("ResourceQuota", "team-quota", "risk-lab")["spec"]["hard"]
     assert hard["requests.nvidia.com/gpu"] == "4"
     assert hard["requests.cpu"] == "64" and hard["requests.memory"] == "256Gi"
     assert hard["requests.storage"] == f"{1000 + 1200}Gi"   # the team's volumes plus its 1200 GiB dataset claim
     assert hard["services.loadbalancers"] == "0" and hard["services.nodeports"] == "0"
-    assert dev.obj("ResourceQuota", "team-quota", "recommendations")["spec"]["hard"]["requests.storage"] == "1000Gi"
-    limits = dev.obj("LimitRange", "team-defaults", "fraud-detection")["spec"]["limits"][0]
+    assert dev.obj("ResourceQuota", "team-quota", "reco-lab")["spec"]["hard"]["requests.storage"] == "1000Gi"
+    limits = dev.obj("LimitRange", "team-defaults", "risk-lab")["spec"]["limits"][0]
     assert limits["type"] == "Container" and limits["defaultRequest"]["cpu"] and limits["defaultRequest"]["memory"]
 
 
@@ -228,20 +228,20 @@ def test_every_offered_gpu_resource_gets_a_quota_line_from_config_or_from_gpu_qu
         "sharing": {"mode": "time-slicing", "replicas": 4}}]}
     teams_of(config)[0].update(migQuota={"1g.5gb": 20}, sharedGpuQuota=3)
     rendered = Rendered(run_config(config))
-    fraud = rendered.obj("ResourceQuota", "team-quota", "fraud-detection")["spec"]["hard"]
+    fraud = rendered.obj("ResourceQuota", "team-quota", "risk-lab")["spec"]["hard"]
     assert fraud["requests.nvidia.com/mig-1g.5gb"] == "20" and fraud["requests.nvidia.com/gpu.shared"] == "3"
     # Unset: gpuQuota (2) whole GPUs' worth, capped by the supply (2 GPUs x 4 replicas = 8).
-    recs = rendered.obj("ResourceQuota", "team-quota", "recommendations")["spec"]["hard"]
+    recs = rendered.obj("ResourceQuota", "team-quota", "reco-lab")["spec"]["hard"]
     assert recs["requests.nvidia.com/mig-1g.5gb"] == str(2 * 7) and recs["requests.nvidia.com/gpu.shared"] == "8"
 
 
 def test_dataset_claims_are_read_only_and_bound_to_the_datasets_volume(dev):
-    claim = dev.obj("PersistentVolumeClaim", "dataset-transactions", "fraud-detection")
+    claim = dev.obj("PersistentVolumeClaim", "dataset-transactions", "risk-lab")
     assert claim["spec"]["accessModes"] == ["ReadOnlyMany"]
     assert claim["spec"]["storageClassName"] == ""
     volume = dev.obj("PersistentVolume", claim["spec"]["volumeName"])
-    assert volume["spec"]["claimRef"]["namespace"] == "fraud-detection"
-    assert dev.objects("PersistentVolumeClaim", "recommendations") == []
+    assert volume["spec"]["claimRef"]["namespace"] == "risk-lab"
+    assert dev.objects("PersistentVolumeClaim", "reco-lab") == []
 
 
 def irsa_subject(rendered: Rendered, role_arn: str) -> str:
@@ -253,10 +253,10 @@ def irsa_subject(rendered: Rendered, role_arn: str) -> str:
 
 def test_service_accounts_use_irsa_roles_trusting_only_themselves(dev):
     for account in ("notebook", "training", "serving"):
-        sa = dev.obj("ServiceAccount", account, "fraud-detection")
+        sa = dev.obj("ServiceAccount", account, "risk-lab")
         assert sa["automountServiceAccountToken"] is False
         subject = irsa_subject(dev, sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"])
-        assert subject == f"system:serviceaccount:fraud-detection:{account}"
+        assert subject == f"system:serviceaccount:risk-lab:{account}"
 
 
 def role_policy(rendered: Rendered, role_name: str) -> dict:
@@ -271,7 +271,7 @@ def resources_of(policy: dict) -> set[str]:
 
 def test_team_roles_read_only_the_teams_datasets_dvc_prefix_and_models(prod):
     dvc = next(r.inputs.get("bucket") or r.name for r in prod.of_type("aws:s3/bucket:Bucket") if "dvc" in r.name)
-    for team, other in (("fraud-detection", "recommendations"), ("recommendations", "fraud-detection")):
+    for team, other in (("risk-lab", "reco-lab"), ("reco-lab", "risk-lab")):
         for account in ("notebook", "training"):
             policy = role_policy(prod, f"team-{team}-{account}")
             objects = {r for r in resources_of(policy) if r.startswith("arn:aws:s3:::") and "/" in r}
@@ -279,21 +279,21 @@ def test_team_roles_read_only_the_teams_datasets_dvc_prefix_and_models(prod):
             assert not any(f"/{other}/" in r or r.endswith(":::*") or r.endswith(f"{dvc}/*") for r in objects)
             assert all(not a.startswith("s3:*") for s in policy["Statement"]
                        for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"]))
-    fraud = json.dumps(role_policy(prod, "team-fraud-detection-training"))
+    fraud = json.dumps(role_policy(prod, "team-risk-lab-training"))
     assert "acme-ml-datasets-prod/transactions/2026/*" in fraud and "clickstream" not in fraud
-    recs = json.dumps(role_policy(prod, "team-recommendations-training"))
+    recs = json.dumps(role_policy(prod, "team-reco-lab-training"))
     assert "acme-ml-datasets-prod/clickstream/*" in recs and "transactions" not in recs
-    serving = json.dumps(role_policy(prod, "team-fraud-detection-serving"))
+    serving = json.dumps(role_policy(prod, "team-risk-lab-serving"))
     assert "acme-ml-models-prod/fraud/v3/*" in serving and "datasets" not in serving
-    assert role_policy(prod, "team-recommendations-serving") == {"Statement": []}   # no models, no policy
+    assert role_policy(prod, "team-reco-lab-serving") == {"Statement": []}   # no models, no policy
 
 
 def test_team_group_gets_a_role_that_cannot_touch_isolation(dev):
-    binding = dev.obj("RoleBinding", "team-member", "fraud-detection")
+    binding = dev.obj("RoleBinding", "team-member", "risk-lab")
     assert binding["subjects"] == [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group",
-                                    "name": "team:fraud-detection"}]
+                                    "name": "team:risk-lab"}]
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "team-member"}
-    rules = dev.obj("Role", "team-member", "fraud-detection")["rules"]
+    rules = dev.obj("Role", "team-member", "risk-lab")["rules"]
     writes = {(g, r) for rule in rules if "create" in rule["verbs"] or "delete" in rule["verbs"]
               for g in rule["apiGroups"] for r in rule["resources"]}
     for guarded in [("networking.k8s.io", "networkpolicies"), ("", "resourcequotas"), ("", "limitranges"),
@@ -306,10 +306,10 @@ def test_member_roles_are_mapped_into_the_team_group_with_access_entries():
     config = stack_yaml("dev")
     teams_of(config)[0].update(group="fraud-scientists", memberRoleArns=["arn:aws:iam::123456789012:role/fraud-ds"])
     rendered = Rendered(run_config(config))
-    entry = rendered.one("aws:eks/accessEntry:AccessEntry", "team-fraud-detection-member-0").inputs
+    entry = rendered.one("aws:eks/accessEntry:AccessEntry", "team-risk-lab-member-0").inputs
     assert entry["principalArn"] == "arn:aws:iam::123456789012:role/fraud-ds"
     assert entry["kubernetesGroups"] == ["fraud-scientists"] and entry["type"] == "STANDARD"
-    assert rendered.obj("RoleBinding", "team-member", "fraud-detection")["subjects"][0]["name"] == "fraud-scientists"
+    assert rendered.obj("RoleBinding", "team-member", "risk-lab")["subjects"][0]["name"] == "fraud-scientists"
 
 
 def test_priority_classes_rank_inference_above_training_and_batch_last(dev):
@@ -326,9 +326,9 @@ def test_priority_classes_rank_inference_above_training_and_batch_last(dev):
 
 def test_a_team_with_only_a_name_and_gpu_quota_is_a_complete_isolated_tenant():
     config = stack_yaml("dev")
-    teams_of(config).append({"name": "forecasting", "gpuQuota": 1})
+    teams_of(config).append({"name": "forecast-lab", "gpuQuota": 1})
     rendered = Rendered(run_config(config))
-    ns = "forecasting"
+    ns = "forecast-lab"
     assert rendered.obj("Namespace", ns)["metadata"]["labels"][labels.TEAM] == ns
     assert rendered.obj("ResourceQuota", "team-quota", ns)["spec"]["hard"]["requests.nvidia.com/gpu"] == "1"
     rendered.obj("LimitRange", "team-defaults", ns)
@@ -353,7 +353,7 @@ def test_a_team_with_only_a_name_and_gpu_quota_is_a_complete_isolated_tenant():
 @pytest.mark.parametrize("mutate, expected", [
     (lambda c: c["teams"].append({"name": c["teams"][0]["name"], "gpuQuota": 1}), "teams[2].name: must be unique"),
     (lambda c: c["teams"].append({"name": "Forecasting", "gpuQuota": 1}), "teams[2].name: must be a lower-case DNS"),
-    (lambda c: c["teams"].append({"name": "forecasting", "gpuQuota": 1000}),
+    (lambda c: c["teams"].append({"name": "forecast-lab", "gpuQuota": 1000}),
      "teams[2].gpuQuota: exceeds the "),
     (lambda c: c["teams"][0].update(memberRoleArns=["arn:aws:iam::123456789012:role/platform-admins"]),
      "teams[0].memberRoleArns[0]: is already in cluster.adminRoleArns"),

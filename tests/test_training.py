@@ -36,9 +36,11 @@ from tests.conftest import PROJECT_DIR, run_config, stack_yaml
 from tests.policy_harness import resource
 
 EXAMPLE = PROJECT_DIR / "examples" / "pytorchjob.yaml"
-EXAMPLE_IMAGE = "123456789012.dkr.ecr.us-west-2.amazonaws.com/mlops-dev/fraud-detection:train-3f2a9c1"
-EXAMPLE_HEADER = """\
-# A distributed PyTorch training job for team fraud-detection in the dev stack: one master and one worker, one T4
+# The example is written for a team of the shipped dev stack, named in the file itself (no test names a shipped team).
+EXAMPLE_TEAM = yaml.safe_load(EXAMPLE.read_text())["metadata"]["namespace"]
+EXAMPLE_IMAGE = f"123456789012.dkr.ecr.us-west-2.amazonaws.com/mlops-dev/{EXAMPLE_TEAM}:train-3f2a9c1"
+EXAMPLE_HEADER = f"""\
+# A distributed PyTorch training job for team {EXAMPLE_TEAM} in the dev stack: one master and one worker, one T4
 # each, on the spot training pool. Everything a job needs comes from the platform:
 # - pods select the GPU NodePool `training` (spot) and tolerate its nvidia.com/gpu taint;
 # - `job-type: training` gives them the team's training egress (MLflow, S3, FSx, each other) and nothing else;
@@ -51,7 +53,7 @@ EXAMPLE_HEADER = """\
 # The same pod template is in the team namespace's ConfigMap `training-job-defaults` (components/training.py).
 # Rendered by components.training.example_pytorchjob; tests/test_training.py checks this file against it, against
 # the upstream PyTorchJob schema and with the policy pack.
-#   kubectl apply -f examples/pytorchjob.yaml && kubectl -n fraud-detection get pytorchjob fraud-train -w
+#   kubectl apply -f examples/pytorchjob.yaml && kubectl -n {EXAMPLE_TEAM} get pytorchjob fraud-train -w
 """
 
 
@@ -62,7 +64,7 @@ def _config(stack: str, **changes):
 
 
 def rendered_example() -> dict:
-    team = TeamAccess(name="fraud-detection", namespace="fraud-detection", notebook_service_account="notebook",
+    team = TeamAccess(name=EXAMPLE_TEAM, namespace=EXAMPLE_TEAM, notebook_service_account="notebook",
                       training_service_account="training", serving_service_account="serving",
                       namespace_resource=None)
     return example_pytorchjob(team, training_pool(_config("dev")), image=EXAMPLE_IMAGE)
@@ -86,7 +88,7 @@ def test_example_validates_against_the_upstream_pytorchjob_schema(schemas_dir):
 
 def test_example_runs_like_the_seed_job():
     job = yaml.safe_load(EXAMPLE.read_text())
-    assert job["metadata"]["namespace"] == "fraud-detection"
+    assert job["metadata"]["labels"]["mlops.platform/team"] == job["metadata"]["namespace"]
     for role, replica in job["spec"]["pytorchReplicaSpecs"].items():
         spec, meta = replica["template"]["spec"], replica["template"]["metadata"]
         assert meta["labels"][labels.JOB_TYPE] == "training", role
@@ -178,7 +180,7 @@ def test_every_team_gets_job_defaults(stack, request):
         assert template["spec"]["priorityClassName"] == PRIORITY_CLASSES.training
         assert template["spec"]["nodeSelector"][labels.NODE_POOL] == cm["data"]["pool"]
         assert "spot" in cm["data"]["capacityTypes"]
-    assert r.obj("ConfigMap", DEFAULTS_CONFIGMAP, "fraud-detection")["data"]["pool"] == "training"
+    assert r.obj("ConfigMap", DEFAULTS_CONFIGMAP, "risk-lab")["data"]["pool"] == "training"
 
 
 def test_training_disabled_declares_nothing():

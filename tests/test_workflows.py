@@ -29,12 +29,21 @@ def test_workflows_validate_against_the_github_workflow_schema():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_schema_check_rejects_a_broken_workflow(tmp_path):
-    broken = tmp_path / "broken.yml"
-    broken.write_text("on: push\njobs:\n  x:\n    runs-on: ubuntu-24.04\n    stepz: []\n")
-    result = subprocess.run([str(Path(sys.executable).parent / "check-jsonschema"), "--builtin-schema",
-                             "vendor.github-workflows", str(broken)], capture_output=True, text=True)
-    assert result.returncode != 0
+def check_workflow(path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([str(Path(sys.executable).parent / "check-jsonschema"), "--builtin-schema",
+                           "vendor.github-workflows", str(path)], capture_output=True, text=True)
+
+
+def test_schema_check_rejects_a_broken_workflow_for_its_mistake(tmp_path):
+    """The misspelt key is what is reported (a non-zero exit alone would also come from a wrong schema name or
+    an unreadable file), and the same workflow spelt right passes."""
+    good, broken = tmp_path / "good.yml", tmp_path / "broken.yml"
+    good.write_text("on: push\njobs:\n  x:\n    runs-on: ubuntu-24.04\n    steps: [{run: make test}]\n")
+    broken.write_text(good.read_text().replace("steps:", "stepz:"))
+    assert check_workflow(good).returncode == 0
+    result = check_workflow(broken)
+    assert result.returncode == 1
+    assert "broken.yml::$.jobs.x" in result.stdout and "'stepz' was unexpected" in result.stdout, result.stdout
 
 
 def steps(job: dict, uses_prefix: str) -> list[dict]:
@@ -67,6 +76,21 @@ def test_prod_is_deployed_after_dev_behind_the_protected_environment():
     assert jobs["up-prod"]["needs"] == "up-dev" and jobs["up-prod"]["environment"] == "production"
     assert steps(jobs["up-prod"], "pulumi/actions@")[0]["with"]["stack-name"] == "prod"
     assert steps(jobs["up-dev"], "pulumi/actions@")[0]["with"]["stack-name"] == "dev"
+
+
+def test_every_job_that_runs_the_tests_fetches_the_test_data_first():
+    """Under CI=true missing upstream test data fails the suite: `make test-data` (tools/get_test_data.py) must run
+    before `make test` in the same job, with the mirror of the files no upstream URL serves."""
+    jobs = [(path.name, name, job) for path in WORKFLOWS for name, job in load(path.name)["jobs"].items()
+            if any(s.get("run", "").strip() == "make test" for s in job.get("steps", []))]
+    assert {name for name, _, _ in jobs} == {"offline.yml", "deploy.yml"}
+    for name, job_name, job in jobs:
+        runs = [s.get("run", "").strip() for s in job["steps"]]
+        assert "make test-data" in runs[:runs.index("make test")], (name, job_name)
+        fetch = job["steps"][runs.index("make test-data")]
+        assert fetch["env"]["MLOPS_TEST_DATA_MIRROR"] == "${{ vars.MLOPS_TEST_DATA_MIRROR }}", (name, job_name)
+    ci = (PROJECT_DIR / ".ci" / "run").read_text()
+    assert ci.index("make test-data") < ci.index("make test ")
 
 
 def test_fork_pull_requests_get_tests_and_offline_diff_without_secrets():

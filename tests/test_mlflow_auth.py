@@ -2,7 +2,7 @@
 and that user opens no other team's experiments.
 
 Two levels:
-- the rendered config, with the offline mocks' generated passwords visible (a run whose secrets are not masked):
+- the rendered config of the fixture stacks (tests/fixtures/stacks), with the offline mocks' generated passwords visible (a run whose secrets are not masked):
   which credentials each team namespace holds, which Secret a notebook server and a training job read, and what
   the server's auth config and bootstrap Job make of them;
 - the real MLflow server (mlflow 3.x, the platform image's version, from the clients venv), started once for the
@@ -33,7 +33,7 @@ import yaml
 from components import mlflow_auth as auth
 from preview import engine
 from tests import upstream
-from tests.conftest import Rendered
+from tests.conftest import Rendered, fixture_stack_file
 
 ENV_KEYS = ("MLFLOW_TRACKING_URI", auth.USERNAME_KEY, auth.PASSWORD_KEY)
 
@@ -43,7 +43,8 @@ def revealed(request) -> Rendered:
     with pytest.MonkeyPatch.context() as patch:
         # The mocks' deterministic stand-ins for generated passwords, never real secrets.
         patch.setattr(engine, "from_wire", functools.partial(engine.from_wire, reveal=True))
-        return Rendered(engine.run_stack(request.param))
+        return Rendered(engine.run_program(request.param, *engine.read_stack_config(
+            fixture_stack_file(request.param))))
 
 
 def team_namespaces(r: Rendered) -> list[str]:
@@ -165,7 +166,7 @@ def mlflow_server(tmp_path_factory, revealed):
     database moved to a local SQLite file) and the users made by the bootstrap Job's script, with the rollout user
     granted on the first team's model (a registry-mode model of a fixture config, not the shipped stacks')."""
     if revealed.run.stack != "dev":
-        pytest.skip("the real server runs once, on dev's rendered config")
+        pytest.skip("the real server runs once, on the dev fixture's rendered config")
     python = upstream.clients_python()
     passwords, ini, _ = server_side(revealed)
     work = tmp_path_factory.mktemp("mlflow-auth")

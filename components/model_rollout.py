@@ -41,9 +41,10 @@ KSERVE_GROUP = "serving.kserve.io"
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 DNS = {"namespace": "kube-system", "pod_labels": {"k8s-app": "kube-dns"}, "port": 53}
 API_SERVER_PORT = 443
+# A high uid of no host user (the MLflow image's user is root); the service writes nothing to disk.
 RESTRICTED = k8s.core.v1.SecurityContextArgs(
-    allow_privilege_escalation=False, read_only_root_filesystem=True, run_as_non_root=True, run_as_user=1000,
-    run_as_group=1000, capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
+    allow_privilege_escalation=False, read_only_root_filesystem=True, run_as_non_root=True,
+    run_as_user=mlflow_auth.RUN_AS, run_as_group=mlflow_auth.RUN_AS, capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
     seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"))
 
 

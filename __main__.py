@@ -75,7 +75,8 @@ notebooks = Notebooks("notebooks", NotebooksArgs(
     config=config.notebooks, profiles=notebook_profiles(config), teams=config.teams, team_access=teams,
     team_groups={t.name: team_notebook_group(config, t) for t in config.teams}, access=cluster.access,
     cpu_pools=[p.name for p in config.karpenter.cpu_node_pools], api=JUPYTERHUB_API, ingress=NOTEBOOK_INGRESS,
-    priority_class=PRIORITY_CLASSES.notebook,
+    priority_class=PRIORITY_CLASSES.notebook, prometheus=PROMETHEUS_API if observability else None,
+    monitoring=observability.release if observability else None,
 )) if config.notebooks.enabled else None
 training = Training("training", TrainingArgs(
     config=config.training, access=cluster.access, pool=training_pool(config), team_access=list(teams.values()),

@@ -10,6 +10,7 @@ JOB_TYPE = "job-type"                        # "training" | "notebook" | "infere
 # On a training job's pods: the MLflow run the job logs to (its pods get it as MLFLOW_RUN_ID); the cost rules and the
 # training dashboard join a job's GPU-hours and cost to that run (docs/observability.md).
 MLFLOW_RUN_ID = f"{PREFIX}/mlflow-run-id"
+NOTEBOOK_USER = "hub.jupyter.org/username"   # KubeSpawner's pod annotation: the JupyterHub user, unescaped
 
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_TAINT = {"key": GPU_RESOURCE, "value": "true", "effect": "NoSchedule"}

@@ -16,9 +16,11 @@ into a namespace whose group the user is not in (defence in depth behind the fil
 Idle culling: the hub's culler (jupyterhub-idle-culler) stops any server idle for `idleTimeout` or older than
 `maxAge`; every profile also starts its server with jupyter-server's own culling: idle kernels and terminals are
 culled, and the server shuts itself down after its profile's idle timeout (GPU profiles: `gpuIdleTimeout`).
-GPU pods also get `activeDeadlineSeconds` = `gpuMaxAge`, so Kubernetes ends them however busy they are.
+GPU pods also get `activeDeadlineSeconds` = `gpuMaxAge`, so Kubernetes ends them however busy they are. An open
+browser tab counts as activity, so the GPU-utilization culler (components/gpu_culler.py) stops GPU servers whose
+GPUs stayed idle, from the DCGM series in Prometheus.
 
-Authentication (components/notebook_auth.py): GitHub or OIDC; the `secure:` client secret reaches the hub as `OAUTH_CLIENT_SECRET` from a Secret.
+Authentication: GitHub or OIDC; the `secure:` client secret reaches the hub as `OAUTH_CLIENT_SECRET` from a Secret.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import catalog, labels, mlflow_auth
+from components import catalog, gpu_culler, labels, mlflow_auth
 from components.config import NotebooksConfig, TeamConfig, duration_seconds
 from components.endpoints import (
     JUPYTERHUB_API,
@@ -41,7 +43,7 @@ from components.endpoints import (
     ServiceEndpoint,
     TeamAccess,
 )
-from components.notebook_auth import authenticator_config
+from components.hub_auth import authenticator_config
 from components.planning.notebook_profiles import NotebookProfile
 
 # ---- pinned versions: components/data/versions.yaml (Jupyter Docker Stacks images of one date, so CPU and GPU
@@ -126,6 +128,8 @@ class NotebooksArgs:
     api: ServiceEndpoint = JUPYTERHUB_API         # what team NetworkPolicies let notebooks reach
     ingress: tuple[PodSource, ...] = NOTEBOOK_INGRESS     # what team NetworkPolicies let into notebooks
     priority_class: str = PRIORITY_CLASSES.notebook
+    prometheus: ServiceEndpoint | None = None     # the GPU-utilization culler's Prometheus (None: no observability)
+    monitoring: pulumi.Resource | None = None     # the Prometheus release (its ServiceMonitor CRD)
 
 
 class Notebooks(pulumi.ComponentResource):
@@ -179,13 +183,21 @@ class Notebooks(pulumi.ComponentResource):
                 type="Opaque", string_data={OAUTH_SECRET_KEY: pulumi.Output.secret(cfg.auth.client_secret or "")},
                 opts=after_ns))
 
+        # The GPU culler runs unless switched off, where there is a Prometheus to read (config rules: no `true` without)
+        culler = cfg.culling.utilization.enabled is not False and args.prometheus is not None
+        if culler and args.monitoring is None:
+            raise ValueError("the GPU culler's ServiceMonitor needs the Prometheus release: pass monitoring")
         values = hub_values(cfg, args.profiles, teams, args.team_groups, args.cpu_pools, args.priority_class,
-                            args.api)
+                            args.api, args.prometheus if culler else None)
         self.release = k8s.helm.v3.Release(
             f"{name}-hub", name=RELEASE, chart=JUPYTERHUB_CHART["chart"], version=JUPYTERHUB_CHART["version"],
             repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=JUPYTERHUB_CHART["repo"]),
             namespace=NAMESPACE, values=values,
             opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=deps))
+
+        if culler:
+            gpu_culler.service_monitor(name, NAMESPACE, pulumi.ResourceOptions(
+                parent=self, provider=provider, depends_on=[self.release, args.monitoring]))
 
         self.namespace = NAMESPACE
         self.chart_version = JUPYTERHUB_CHART["version"]
@@ -278,8 +290,9 @@ def profile_entry(team: str, profile: NotebookProfile, cfg: NotebooksConfig, cpu
 
 def hub_values(cfg: NotebooksConfig, profiles: dict[str, NotebookProfile], teams: list[TeamConfig],
                team_groups: dict[str, str], cpu_pools: list[str], priority_class: str,
-               api: ServiceEndpoint = JUPYTERHUB_API) -> dict[str, Any]:
-    """The zero-to-jupyterhub values (validated against the chart's values schema in tests)."""
+               api: ServiceEndpoint = JUPYTERHUB_API, prometheus: ServiceEndpoint | None = None) -> dict[str, Any]:
+    """The zero-to-jupyterhub values (validated against the chart's values schema in tests); with `prometheus`, the
+    GPU-utilization culler runs in the hub."""
     culling = cfg.culling
     groups = [(t.name, team_groups.get(t.name, t.kubernetes_group)) for t in teams]
     profile_list = [profile_entry(t.name, profiles[p], cfg, cpu_pools, priority_class)
@@ -290,7 +303,7 @@ def hub_values(cfg: NotebooksConfig, profiles: dict[str, NotebookProfile], teams
         extra_env["OAUTH_CLIENT_SECRET"] = {"valueFrom": {"secretKeyRef": {"name": OAUTH_SECRET,
                                                                            "key": OAUTH_SECRET_KEY}}}
     team_group = dict(groups)
-    return {
+    values = {
         "hub": {
             "config": hub_config,
             "extraConfig": {"00-team-profiles.py": PROFILE_FILTER, **auth_snippets},
@@ -352,3 +365,4 @@ def hub_values(cfg: NotebooksConfig, profiles: dict[str, NotebookProfile], teams
             "namespaceGroups": team_group,
         }},
     }
+    return values if prometheus is None else gpu_culler.add_to_hub_values(values, cfg, profiles, teams, prometheus)

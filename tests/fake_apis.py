@@ -106,11 +106,15 @@ class FakeKubernetes(FakeServer):
         return [body for method, _, body in self.requests if method == "PATCH"]
 
 
-class FakePrometheus(FakeServer):
-    """Answers `/api/v1/query` from `answer(query) -> float | None` (None: an empty vector, i.e. no data);
-    `failing = True` makes every query an HTTP 503, as a Prometheus that is down behind its Service."""
+Series = list[tuple[dict[str, str], float]]       # an instant vector: (labels, value) per series
 
-    def __init__(self, answer: Callable[[str], float | None]) -> None:
+
+class FakePrometheus(FakeServer):
+    """Answers `/api/v1/query` from `answer(query) -> float | series | None` (a float: one unlabelled sample; a list of
+    (labels, value): those series; None: an empty vector, i.e. no data); `failing = True` makes every query an HTTP
+    503, as a Prometheus that is down behind its Service."""
+
+    def __init__(self, answer: Callable[[str], float | Series | None]) -> None:
         self.answer, self.failing = answer, False
         super().__init__()
 
@@ -123,7 +127,8 @@ class FakePrometheus(FakeServer):
         if url.path != "/api/v1/query":
             return 404, {"status": "error", "error": "not found"}
         value = self.answer(parse_qs(url.query)["query"][0])
-        result = [] if value is None else [{"metric": {}, "value": [0, repr(float(value))]}]
+        series = [] if value is None else value if isinstance(value, list) else [({}, value)]
+        result = [{"metric": labels, "value": [0, repr(float(v))]} for labels, v in series]
         return 200, {"status": "success", "data": {"resultType": "vector", "result": result}}
 
     def queries(self) -> list[str]:

@@ -51,6 +51,15 @@ def hub_dir(objs: list[dict[str, Any]], namespace: str, out: Path) -> dict[str, 
         (out / key).write_text(config["data"][key].replace(HUB_MOUNT, str(out)))
     for key, data in (secret.get("data") or {}).items():
         (out / "secret" / key).write_bytes(base64.b64decode(data))
+    for key, text in (secret.get("stringData") or {}).items():
+        (out / "secret" / key).write_text(text)
+    hub = _one(objs, "Deployment", "hub")["spec"]["template"]["spec"]
+    files = {v["name"] for v in hub.get("volumes", []) if v.get("secret", {}).get("secretName") == "hub"}
+    for mount in hub["containers"][0].get("volumeMounts", []):    # hub.extraFiles: Secret keys under the config dir
+        if mount["name"] in files and mount.get("subPath") and mount["mountPath"].startswith(HUB_MOUNT + "/"):
+            target = out / mount["mountPath"][len(HUB_MOUNT) + 1:]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes((out / "secret" / mount["subPath"]).read_bytes())
     (out / "kubeconfig").write_text(yaml.safe_dump({
         "apiVersion": "v1", "kind": "Config", "current-context": "offline",
         "clusters": [{"name": "offline", "cluster": {"server": "https://127.0.0.1:6443"}}],
@@ -60,8 +69,7 @@ def hub_dir(objs: list[dict[str, Any]], namespace: str, out: Path) -> dict[str, 
     for svc in (o for o in objs if o["kind"] == "Service"):
         prefix = svc["metadata"]["name"].upper().replace("-", "_")
         env[f"{prefix}_SERVICE_HOST"], env[f"{prefix}_SERVICE_PORT"] = "10.100.0.10", str(svc["spec"]["ports"][0]["port"])
-    hub = _one(objs, "Deployment", "hub")["spec"]["template"]["spec"]["containers"][0]
-    for var in hub.get("env", []):
+    for var in hub["containers"][0].get("env", []):
         source = var.get("valueFrom", {})
         if "value" in var:
             env[var["name"]] = var["value"]
@@ -136,7 +144,7 @@ def pod_problems(rendered, built: dict[str, Any]) -> dict[str, list[str]]:
     team_namespaces = {o["metadata"]["name"]: o["metadata"].get("labels", {}) for o in rendered.objects("Namespace")
                        if labels.TEAM in o["metadata"].get("labels", {})}
     policies = rendered.objects("NetworkPolicy")
-    hub_policies = [o for o in built["objects"] if o["kind"] == "NetworkPolicy"]
+    hub_policies = release_policies(built["objects"], JUPYTERHUB_API.namespace)
     overrides = check.load_overrides(engine.PROJECT_DIR, rendered.run.stack)
     baseline = {(v.policy, v.message) for v in check.evaluate(POLICIES, rendered.resources, overrides)}
     problems: dict[str, list[str]] = {}
@@ -182,6 +190,12 @@ def pod_problems(rendered, built: dict[str, Any]) -> dict[str, list[str]]:
         found += notebook_network_problems(policies, hub_policies, namespace, team_namespaces[namespace],
                                            pod["metadata"]["labels"])
     return problems
+
+
+def release_policies(objs: list[dict[str, Any]], namespace: str) -> list[dict[str, Any]]:
+    """The chart's NetworkPolicies in the release namespace (helm leaves `metadata.namespace` to the release; a policy
+    without one would select no pod, and every pod would look unrestricted)."""
+    return [{**o, "metadata": {"namespace": namespace, **o["metadata"]}} for o in objs if o["kind"] == "NetworkPolicy"]
 
 
 def notebook_network_problems(policies, hub_policies, namespace: str, ns_labels: dict[str, str],

@@ -179,12 +179,30 @@ def exporter_labels() -> dict[str, set[str]]:
     target = set(data["targetLabels"]["labels"])
     allowlisted = {kind: {observability.ksm_label(n) for n in names}
                    for kind, names in observability.KSM_LABEL_ALLOWLIST.items()}
+    annotations = {kind: {observability.ksm_annotation(n) for n in names}
+                   for kind, names in observability.KSM_ANNOTATION_ALLOWLIST.items()}
     out = {}
     for exporter in data["exporters"].values():
         for metric, info in exporter["metrics"].items():
             out[metric] = target | set(exporter["labels"]) | set(info.get("labels", [])) | \
-                allowlisted.get(info.get("allowlist"), set())
+                allowlisted.get(info.get("allowlist"), set()) | annotations.get(info.get("annotationAllowlist"), set())
     return out
+
+
+def values_of_hub_with_culler(rendered: Rendered) -> dict[str, Any]:
+    """The JupyterHub release's `hub` values if it runs the GPU culler, else {}."""
+    hub = next((r.inputs["values"]["hub"] for r in render.helm_releases(rendered.run)
+                if r.inputs["chart"].rsplit("/", 1)[-1] == "jupyterhub"), {})
+    return hub if "gpu-culler-config" in hub.get("extraFiles", {}) else {}
+
+
+def culler_queries(rendered: Rendered) -> dict[str, str]:
+    """The PromQL the GPU culler runs (its configuration file in the JupyterHub release), with a window filled in."""
+    files = values_of_hub_with_culler(rendered).get("extraFiles", {})
+    if not files:
+        return {}
+    queries = json.loads(files["gpu-culler-config"]["stringData"])["queries"]
+    return {name: q.replace("$WINDOW", "1h") for name, q in queries.items()}
 
 
 def expression_problems(rendered: Rendered) -> list[str]:
@@ -205,6 +223,7 @@ def expression_problems(rendered: Rendered) -> list[str]:
             if var["type"] == "query":
                 inner = re.fullmatch(r"label_values\((.+), *(\w+)\)", var["query"]["query"])
                 exprs.append((f"dashboard {uid}: variable {var['name']}", inner.group(1)))
+    exprs += [(f"GPU culler query {name}", e) for name, e in culler_queries(rendered).items()]
     problems = []
     everything = {**known, **records}
     for where, expr in exprs:
@@ -363,6 +382,8 @@ def test_without_observability_there_is_no_stack_and_no_scrape_policy():
 def test_every_promql_expression_names_metrics_the_installed_exporters_emit(stack, request):
     rendered = request.getfixturevalue(stack)
     assert expression_problems(rendered) == []
+    assert not values_of_hub_with_culler(rendered) or set(culler_queries(rendered)) == {"gpuBusyPercent",
+                                                                                        "gpuMemoryUsedMiB"}
     names = {n for r in rules(rendered) for n, _ in selectors(r["expr"])}
     assert {"DCGM_FI_DEV_GPU_UTIL", "kube_pod_container_resource_requests", "karpenter_nodepools_limit",
             "kn_serving_invocation_duration_seconds_bucket"} <= names

@@ -61,8 +61,38 @@ class NotebookProfileConfig(Model):
         "Pin a GPU pool by name; default: the best pool offering the GPU (on-demand first)."))
 
 
+class ProfileUtilizationConfig(Model):
+    """One profile's GPU-utilization culling, overriding the defaults of `notebooks.culling.utilization`."""
+
+    gpu_busy_percent: Annotated[float, Field(gt=0, le=100)] | None = Field(None, description=(
+        "A GPU below this busy-ness (DCGM engine activity, else GPU utilization, in %) counts as idle; default: "
+        "utilization.gpuBusyPercent."))
+    gpu_memory_busy_gib: Annotated[float, Field(gt=0)] | None = Field(None, alias="gpuMemoryBusyGiB", description=(
+        "A server holding at least this much GPU memory counts as busy; default: utilization.gpuMemoryBusyGiB."))
+    idle_timeout: Duration | None = Field(None, description=(
+        "How long the GPUs must stay idle before the server is stopped; default and upper bound: "
+        "culling.gpuIdleTimeout."))
+
+
+class UtilizationCullingConfig(Model):
+    """The GPU-utilization culler (docs/gpu-waste.md): a hub service that stops GPU servers whose GPUs stayed idle
+    for the profile's idle timeout, whatever the browser does. Needs observability (it reads Prometheus)."""
+
+    enabled: bool | None = Field(None, description=(
+        "Run the GPU-utilization culler in the hub; default: when observability is enabled (it reads Prometheus)."))
+    every: Duration = Field("5m", description="How often it looks at the GPUs.")
+    gpu_busy_percent: Annotated[float, Field(gt=0, le=100)] = Field(5, description=(
+        "A GPU below this busy-ness (DCGM engine activity, else GPU utilization, in %) counts as idle."))
+    gpu_memory_busy_gib: Annotated[float, Field(gt=0)] | None = Field(None, alias="gpuMemoryBusyGiB", description=(
+        "A server holding at least this much GPU memory counts as busy; unset: memory held alone never keeps a "
+        "server running (a model left loaded on a GPU is the waste this culler stops)."))
+    profiles: dict[DnsLabel, ProfileUtilizationConfig] = Field({}, description=(
+        "Per GPU profile (by profile name, as in teams[].notebookProfiles): thresholds and idle timeout."))
+
+
 class NotebookCullingConfig(Model):
-    """Idle culling: the hub's culler for every server, a shorter server-side timeout for GPU profiles."""
+    """Idle culling: the hub's culler for every server, a shorter server-side timeout for GPU profiles, and the
+    GPU-utilization culler (the time-based settings stay the outer bound)."""
 
     idle_timeout: Duration = Field("8h", description="Any server idle this long is stopped (the hub's culler).")
     gpu_idle_timeout: Duration = Field("1h", description="GPU profiles: the server stops itself after this long idle.")
@@ -70,10 +100,19 @@ class NotebookCullingConfig(Model):
     gpu_max_age: Duration = Field("24h", description=(
         "GPU profiles' pods are ended after this long (activeDeadlineSeconds)."))
     every: Duration = Field("10m", description="How often the hub's culler looks.")
+    utilization: UtilizationCullingConfig = Field(UtilizationCullingConfig(), description=(
+        "Stop GPU servers whose GPUs stayed idle (Prometheus DCGM series), within the time-based bounds above."))
 
     @model_validator(mode="after")
     def _ordered(self) -> NotebookCullingConfig:
         s = duration_seconds
+        for name, p in self.utilization.profiles.items():
+            if p.idle_timeout is not None and not 60 <= s(p.idle_timeout) <= s(self.gpu_idle_timeout):
+                raise FieldError(f"utilization.profiles.{name}.idleTimeout", "must be between 1m and gpuIdleTimeout "
+                                 f"({self.gpu_idle_timeout}): the time-based timeout is the outer bound")
+        if s(self.utilization.every) > s(self.gpu_idle_timeout) or s(self.utilization.every) < 60:
+            raise FieldError("utilization.every", "must be between 1m and gpuIdleTimeout, or the culler looks too "
+                             "rarely to honour it")
         if s(self.gpu_idle_timeout) > s(self.idle_timeout):
             raise FieldError("gpuIdleTimeout", "gpuIdleTimeout must not exceed idleTimeout: GPU notebooks are culled sooner, not later")
         if s(self.gpu_max_age) > s(self.max_age):
@@ -157,6 +196,7 @@ def problems(cfg: PlatformConfig) -> list[Problem]:
         if p.image is not None and not registry_allowed(p.image, allowed):
             errors.append(Problem(f"notebooks.profiles[{i}].image", "is not from a registry in supplyChain.allowedRegistries; "
                                   "the team namespaces' admission policy would refuse the notebook pod", p.image))
+    errors += utilization_problems(cfg, profiles)
     team_names = [t.name for t in cfg.teams]
     for team, _ in nb.team_groups.items():
         if team not in team_names:
@@ -180,4 +220,28 @@ def problems(cfg: PlatformConfig) -> list[Problem]:
             if p.resource is not None and p.units > quota.get(p.resource, 0):
                 errors.append(Problem(path, f"asks for {p.units} {p.resource} per notebook, more than the team's quota of "
                                       f"{quota.get(p.resource, 0)}; raise the quota or use a smaller profile", name))
+    return errors
+
+
+def utilization_problems(cfg: PlatformConfig, profiles: dict[str, notebook_profiles.NotebookProfile]) -> list[Problem]:
+    """The GPU-utilization culler reads Prometheus; its per-profile settings name GPU profiles of the stack; a team's
+    off-hours timeout stays within the time-based bound."""
+    nb, errors = cfg.notebooks, []
+    utilization = nb.culling.utilization
+    path = "notebooks.culling.utilization"
+    if nb.enabled and utilization.enabled is True and not cfg.observability.enabled:
+        errors.append(Problem(f"{path}.enabled", "needs observability.enabled: the culler reads the GPUs' DCGM series "
+                              "from the platform's Prometheus (or leave it unset)", utilization.enabled))
+    gpu = [name for name, p in profiles.items() if p.resource is not None]
+    for name in utilization.profiles:
+        if name not in gpu:
+            errors.append(Problem(f"{path}.profiles.{name}", f"names no GPU notebook profile of this stack; known: "
+                                  f"{known(gpu, name)}", name))
+    bound = duration_seconds(nb.culling.gpu_idle_timeout)
+    for i, team in enumerate(cfg.teams):
+        off = team.notebook_off_hours
+        if off is not None and duration_seconds(off.gpu_idle_timeout) > bound:
+            errors.append(Problem(f"teams[{i}].notebookOffHours.gpuIdleTimeout", "must not exceed "
+                                  f"notebooks.culling.gpuIdleTimeout ({nb.culling.gpu_idle_timeout}): off-hours "
+                                  "stop idle GPUs sooner, not later", off.gpu_idle_timeout))
     return errors

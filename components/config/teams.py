@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import ipaddress
 from typing import TYPE_CHECKING, Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from components.config.alerting import AlertReceiverConfig
 from components.config.problems import FieldError, Problem
 from components.config.types import (DnsLabel, Duration, GitBranch, GithubRepository, IamRoleArn, KubernetesGroup, MigProfile,
-                                     Model, PackageCidr, Port, RegistryPrefix, S3Uri)
+                                     Model, PackageCidr, Port, RegistryPrefix, S3Uri, duration_seconds)
 from components.planning.serving import ModelSizing, model_sizing
 
 if TYPE_CHECKING:
@@ -129,6 +130,50 @@ class PackageIndexConfig(Model):
         return self
 
 
+WEEK_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+WeeklyTime = Annotated[str, Field(pattern=r"^(mon|tue|wed|thu|fri|sat|sun) ([01][0-9]|2[0-3]):[0-5][0-9]$")]
+
+
+class OffHoursWindow(Model):
+    """A weekly window, from `start` to `end` in the team's time zone (it may wrap over the week's end)."""
+
+    start: WeeklyTime = Field(description="Day and time the window opens, for example 'fri 18:00'.")
+    end: WeeklyTime = Field(description="Day and time the window closes, for example 'mon 07:00'.")
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> OffHoursWindow:
+        if self.start == self.end:
+            raise FieldError("end", "must differ from start (an empty window; for all week, use two windows)")
+        return self
+
+
+class NotebookOffHoursConfig(Model):
+    """Off-hours for the team's GPU notebooks: during these windows the GPU-utilization culler stops the team's idle
+    GPU servers after `gpuIdleTimeout` instead of the profile's timeout (docs/gpu-waste.md)."""
+
+    time_zone: str = Field(description="IANA time zone the windows are read in, for example 'Europe/Berlin'.")
+    windows: Annotated[list[OffHoursWindow], Field(min_length=1)] = Field(description=(
+        "Weekly windows, for example [{start: 'fri 18:00', end: 'mon 07:00'}]."))
+    gpu_idle_timeout: Duration = Field("15m", description=(
+        "During the windows, GPU servers idle this long are stopped (at most notebooks.culling.gpuIdleTimeout)."))
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("is not an IANA time zone, for example 'Europe/Berlin' or 'America/New_York'") from None
+        return value
+
+    @field_validator("gpu_idle_timeout")
+    @classmethod
+    def _at_least_a_minute(cls, value: str) -> str:
+        if duration_seconds(value) < 60:
+            raise ValueError("must be at least 1m: a shorter timeout would stop servers while they start")
+        return value
+
+
 class TeamConfig(Model):
     """A tenant: a namespace with quotas, identities, RBAC and NetworkPolicies. Only name and gpuQuota are needed."""
 
@@ -169,6 +214,8 @@ class TeamConfig(Model):
     alert_receiver: AlertReceiverConfig | None = Field(None, description=(
         "Where the team's alerts (GPU waste, rightsizing, its models) go: slackWebhookUrl and/or emailTo; unset: "
         "to observability.alertmanager.platformReceiver (docs/alerts.md)."))
+    notebook_off_hours: NotebookOffHoursConfig | None = Field(None, description=(
+        "Weekly off-hours when the team's idle GPU notebooks are stopped sooner; unset: none."))
 
     @property
     def kubernetes_group(self) -> str:

@@ -10,7 +10,8 @@ from components.config import ObservabilityConfig
 from components.karpenter import NAMESPACE as KARPENTER_NAMESPACE
 from components.observability import alertmanager
 from components.observability.metrics import (DASHBOARD_LABEL, GRAFANA_ADMIN_SECRET, INFERENCE_SERVICE_LABEL,
-                                              KARPENTER_METRICS_PORT, KARPENTER_SELECTOR, KSM_LABEL_ALLOWLIST,
+                                              KARPENTER_METRICS_PORT, KARPENTER_SELECTOR, KSM_ANNOTATION_ALLOWLIST,
+                                              KSM_LABEL_ALLOWLIST,
                                               NAMESPACE, QUEUE_PROXY_METRICS_PORT, RULE_INTERVAL_SECONDS, SYSTEM_NODES)
 
 # ---- pinned versions: components/data/versions.yaml. kube-prometheus-stack 88.x ships prometheus-operator v0.93.0,
@@ -56,6 +57,8 @@ def helm_values(cfg: ObservabilityConfig, is_prod: bool) -> dict[str, Any]:
         "kube-state-metrics": {
             "nodeSelector": dict(SYSTEM_NODES),
             "metricLabelsAllowlist": [f"{kind}=[{','.join(names)}]" for kind, names in KSM_LABEL_ALLOWLIST.items()],
+            "metricAnnotationsAllowList": [f"{kind}=[{','.join(names)}]"
+                                           for kind, names in KSM_ANNOTATION_ALLOWLIST.items()],
             "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}},
         },
         "prometheusOperator": {

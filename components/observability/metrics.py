@@ -44,6 +44,16 @@ KSM_LABEL_ALLOWLIST = {
 }
 
 
+# kube-state-metrics `--metric-annotations-allowlist`: the pod annotation the GPU culler joins DCGM series on
+# (kube_pod_annotations{annotation_hub_jupyter_org_username}; components/gpu_culler.py).
+KSM_ANNOTATION_ALLOWLIST = {"pods": [labels.NOTEBOOK_USER]}
+
+
+def ksm_annotation(name: str) -> str:
+    """The Prometheus label kube-state-metrics gives an allowlisted annotation: as `ksm_label`, with `annotation_`."""
+    return "annotation_" + ksm_label(name).removeprefix("label_")
+
+
 def ksm_label(name: str) -> str:
     """The Prometheus label kube-state-metrics (v2, internal/store/utils.go `labelName`) gives an allowlisted
     Kubernetes label: `label_` + the name with invalid characters as `_`, then camelCase split to snake_case and

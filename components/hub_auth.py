@@ -1,9 +1,6 @@
-"""How people log in to JupyterHub, and what the hub's spawner is told about every notebook pod.
-
-Authentication: GitHub (teams as `org:team-slug` groups) or OIDC (the groups claim), or a dummy authenticator with
-a fixed user -> teams map (dev); only members of a team (or admins) may log in. The spawner runs every notebook
-server at Pod Security `restricted` (components/notebooks.py spawns them into the team namespaces).
-"""
+"""JupyterHub authentication (components/notebooks.py): the authenticator class and its `hub.config`, from
+`notebooks.auth` (GitHub or OIDC with a `secure:` client secret read from OAUTH_CLIENT_SECRET, or dummy in dev), and
+the team groups the hub fills from the identity provider."""
 
 from __future__ import annotations
 
@@ -11,10 +8,11 @@ from typing import Any
 
 from components.config import NotebooksConfig
 
-NOTEBOOK_CONTAINER_SECURITY_CONTEXT = {"runAsNonRoot": True, "allowPrivilegeEscalation": False,
-                                      "capabilities": {"drop": ["ALL"]}}
 AUTHENTICATOR_CLASSES = {"github": "github", "oidc": "generic-oauth", "dummy": "dummy"}
 OAUTH_CLASSES = {"github": "GitHubOAuthenticator", "oidc": "GenericOAuthenticator"}
+NOTEBOOK_CONTAINER_SECURITY_CONTEXT = {"runAsNonRoot": True, "allowPrivilegeEscalation": False,
+                                      "capabilities": {"drop": ["ALL"]}}
+
 GITHUB_GROUPS = '''\
 def _github_teams(auth_state):
     """JupyterHub groups from the user's GitHub teams, as `org:team-slug`."""

@@ -263,7 +263,7 @@ def test_a_pinned_stack_with_only_prometheus_grafana_alertmanager_kube_state_met
     v = release["values"]
     assert v["crds"] == {"enabled": True} and v["kubeStateMetrics"] == {"enabled": True}
     assert v["grafana"]["enabled"] is True
-    # Alertmanager reads its configuration from the component's Secret (tests/test_alerts.py), never from values.
+    # Alertmanager reads its configuration from the component's Secret (tests/test_alert_routing.py), never from values.
     assert v["alertmanager"]["enabled"] is True and v["alertmanager"]["alertmanagerSpec"]["useExistingSecret"] is True
     assert "config" not in v["alertmanager"] and v["defaultRules"] == {"create": False}
     assert v["nodeExporter"] == {"enabled": False}

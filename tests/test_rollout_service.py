@@ -229,7 +229,8 @@ def test_alias_starts_a_5_percent_canary_then_healthy_series_promote_it(world):
     assert predictor["canaryTrafficPercent"] == 5
     assert predictor["model"]["storageUri"] == "s3://models/v2"
     assert world.cluster.state()["previous-uri"] == "s3://models/v1"
-    assert version_tags(world.mlflow, "2")["rollout.status"] == "canary"
+    # The service patches the InferenceService, then tags the version: the tag may land a moment later.
+    assert wait_for(lambda: version_tags(world.mlflow, "2").get("rollout.status") == "canary", "the canary tag")
 
     world.traffic.requests = 400                     # healthy: no 5xx, p99 50 ms
     wait_for(lambda: world.cluster.state().get("phase") == "promoted", "the promotion")

@@ -7,9 +7,10 @@ PY := $(VENV)/bin/python
 STACK ?= dev
 REQUIREMENTS := requirements.txt requirements-dev.txt policies/requirements.txt constraints.txt
 CLIENTS := .venv-clients
+CHECKOV := .venv-checkov
 HELM := .cache/tools/helm
 
-.PHONY: preview check test test-data bench prices docs clean clients helm fuzz-config
+.PHONY: preview check test test-data bench prices docs clean clients helm fuzz-config checkov
 
 $(VENV)/.installed: $(REQUIREMENTS)
 	$(PYTHON) -m venv $(VENV)
@@ -37,7 +38,7 @@ preview: $(VENV)/.installed
 check: $(VENV)/.installed
 	$(PY) -m preview check $(STACK)
 
-test: $(VENV)/.installed $(CLIENTS)/.installed $(HELM)
+test: $(VENV)/.installed $(CLIENTS)/.installed $(HELM) $(CHECKOV)/.installed
 	$(PY) -m pytest -q -n 2
 
 # The suite's upstream test data (CRD/values schemas, charts) into .cache/test-data from the pinned URLs of
@@ -50,6 +51,13 @@ FUZZ_CASES ?= 3000
 FUZZ_SEED ?= 1
 fuzz-config: $(VENV)/.installed
 	$(PY) -m tests.fuzz_config --cases $(FUZZ_CASES) --seed $(FUZZ_SEED)
+
+# checkov (tests/test_scanners.py) in a venv of its own: its pins clash with the main venv's.
+checkov: $(CHECKOV)/.installed
+$(CHECKOV)/.installed: requirements-checkov.txt
+	$(PYTHON) -m venv $(CHECKOV)
+	$(CHECKOV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
+	touch $@
 
 bench: $(VENV)/.installed
 	$(PY) -m preview.bench
@@ -64,4 +72,4 @@ docs: $(VENV)/.installed
 	$(PY) -m policies.docs > docs/policies.md
 
 clean:
-	rm -rf build $(VENV) $(CLIENTS) .cache/tools
+	rm -rf build $(VENV) $(CLIENTS) $(CHECKOV) .cache/tools

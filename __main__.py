@@ -28,7 +28,8 @@ from components.training import Training, TrainingArgs
 config = load_config()
 cluster_name = config.cluster.name or f"mlops-{pulumi.get_stack()}"
 
-network = Network("network", NetworkArgs(config=config.network, cluster_name=cluster_name))
+network = Network("network", NetworkArgs(config=config.network, cluster_name=cluster_name,
+                                         log_retention_days=config.cluster.log_retention_days))
 cluster = Cluster("cluster", ClusterArgs(
     config=config.cluster,
     cluster_name=cluster_name,
@@ -60,6 +61,8 @@ gpu_operator = GpuOperator("gpu-operator", GpuOperatorArgs(
 mlflow = Mlflow("mlflow", MlflowArgs(
     config=config.mlflow, access=cluster.access, cluster_name=cluster_name, is_prod=config.is_prod,
     protect_data=config.protect_data, sts_cidrs=network.sts_endpoint_cidrs, endpoint=MLFLOW,
+    teams=[t.name for t in config.teams],
+    rollout_models=sorted({r.registered_model for r in registry_rollouts(config.teams)}),
 ))
 
 datasets = Datasets("datasets", DatasetsArgs(
@@ -78,6 +81,7 @@ teams = {t.name: Team(f"team-{t.name}", TeamArgs(
     notebook_ingress=NOTEBOOK_INGRESS, s3_cidrs=tenancy.s3_cidrs, sts_cidrs=network.sts_endpoint_cidrs,
     datasets=datasets.access_for(t.name), dvc=datasets.dvc_remote,
     gpu_quota=namespace_gpu_quota(config, t), metrics_scraper=PROMETHEUS if config.observability.enabled else None,
+    mlflow_password=mlflow.team_passwords[t.name],
 )).access for t in config.teams}
 
 # JupyterHub spawning into the team namespaces; the training operator and each team's job defaults.

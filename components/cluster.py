@@ -12,10 +12,14 @@ import pulumi_kubernetes as k8s
 from components import labels
 from components.config import ClusterConfig, GpuNodeGroupConfig
 from components.endpoints import ClusterAccess
-from components.iam import Oidc, irsa_role, service_trust_policy
+from components.iam import Oidc, encrypted_log_group, irsa_role, service_trust_policy
 
 MANAGED_POLICY = "arn:aws:iam::aws:policy/"
 CLUSTER_ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+
+# Instance metadata: one hop reaches the node itself, not its pods (IRSA gives pods their AWS identity).
+IMDS_HOP_LIMIT = 1
+ROOT_DEVICE = "/dev/xvda"                       # the EKS AL2023 AMIs' root device
 
 # vpc-cni enforces Kubernetes NetworkPolicies only with this switch; tenancy's isolation depends on it.
 VPC_CNI_CONFIGURATION = {"enableNetworkPolicy": "true"}
@@ -58,13 +62,11 @@ class Cluster(pulumi.ComponentResource):
             deletion_window_in_days=30,
             opts=data,
         )
-        # Created before the cluster so EKS writes into a group whose retention we own.
-        log_group = aws.cloudwatch.LogGroup(
-            f"{name}-control-plane",
-            name=f"/aws/eks/{args.cluster_name}/cluster",
-            retention_in_days=cfg.log_retention_days,
-            opts=child,
-        )
+        # Created before the cluster so EKS writes into a group whose retention and key we own (audit logs name
+        # every caller and object: encrypted with a key of their own).
+        log_group = encrypted_log_group(
+            f"{name}-control-plane", f"/aws/eks/{args.cluster_name}/cluster", cfg.log_retention_days,
+            f"Control-plane logs of EKS cluster {args.cluster_name}", self)
         cluster_role = aws.iam.Role(f"{name}-control-plane", assume_role_policy=service_trust_policy("eks.amazonaws.com"),
                                     opts=child)
         aws.iam.RolePolicyAttachment(f"{name}-control-plane", role=cluster_role.name,
@@ -78,13 +80,15 @@ class Cluster(pulumi.ComponentResource):
             vpc_config=aws.eks.ClusterVpcConfigArgs(
                 subnet_ids=args.private_subnet_ids,
                 endpoint_private_access=True,
+                # Private unless the stack lists the networks allowed in (config rules, `eks-endpoint-restricted`).
                 endpoint_public_access=cfg.endpoint_public_access,
                 public_access_cidrs=list(cfg.public_access_cidrs) if cfg.endpoint_public_access else None,
             ),
             access_config=aws.eks.ClusterAccessConfigArgs(
                 authentication_mode="API",
-                # The identity running `pulumi up` must be able to create the Kubernetes objects below.
-                bootstrap_cluster_creator_admin_permissions=True,
+                # No implicit, invisible cluster-admin for whoever created the cluster: administrators (the role
+                # running `pulumi up` among them) are the explicit access entries of `cluster.adminRoleArns` below.
+                bootstrap_cluster_creator_admin_permissions=False,
             ),
             encryption_config=aws.eks.ClusterEncryptionConfigArgs(
                 provider=aws.eks.ClusterEncryptionConfigProviderArgs(key_arn=secrets_key.arn),
@@ -147,7 +151,7 @@ class Cluster(pulumi.ComponentResource):
             instance_types=list(cfg.system_nodes.instance_types),
             capacity_type=cfg.system_nodes.capacity_type,
             ami_type="AL2023_x86_64_STANDARD",
-            disk_size=cfg.system_nodes.disk_gib,
+            launch_template=self._launch_template(f"{name}-system", cfg.system_nodes.disk_gib),
             scaling_config=aws.eks.NodeGroupScalingConfigArgs(
                 min_size=cfg.system_nodes.min_size,
                 desired_size=cfg.system_nodes.desired_size,
@@ -242,6 +246,23 @@ class Cluster(pulumi.ComponentResource):
             opts=opts or pulumi.ResourceOptions(parent=self),
         )
 
+    def _launch_template(self, name: str, disk_gib: int) -> aws.eks.NodeGroupLaunchTemplateArgs:
+        """What a managed node group's instances get beyond EKS's defaults: IMDSv2 only, with a hop limit of 1 so
+        pods (one network hop further) cannot read the node role's credentials from the metadata service (pods get
+        AWS access through IRSA); an encrypted gp3 root volume (the disk size moves here from the node group)."""
+        template = aws.ec2.LaunchTemplate(
+            name,
+            description="EKS managed nodes: IMDSv2 with hop limit 1, encrypted gp3 root volume",
+            metadata_options=aws.ec2.LaunchTemplateMetadataOptionsArgs(
+                http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=IMDS_HOP_LIMIT),
+            block_device_mappings=[aws.ec2.LaunchTemplateBlockDeviceMappingArgs(
+                device_name=ROOT_DEVICE, ebs=aws.ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
+                    volume_size=disk_gib, volume_type="gp3", encrypted="true", delete_on_termination="true"))],
+            update_default_version=True,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        return aws.eks.NodeGroupLaunchTemplateArgs(id=template.id, version=template.latest_version.apply(str))
+
     def _gpu_node_group(self, name: str, cluster: aws.eks.Cluster, node_role: aws.iam.Role, args: ClusterArgs,
                         group: GpuNodeGroupConfig, depends_on: list[pulumi.Resource]) -> aws.eks.NodeGroup:
         return aws.eks.NodeGroup(
@@ -254,7 +275,7 @@ class Cluster(pulumi.ComponentResource):
             capacity_type=group.capacity_type,
             # The EKS NVIDIA AMI ships the driver and container toolkit.
             ami_type="AL2023_x86_64_NVIDIA",
-            disk_size=group.disk_gib,
+            launch_template=self._launch_template(f"{name}-gpu-{group.name}", group.disk_gib),
             scaling_config=aws.eks.NodeGroupScalingConfigArgs(
                 min_size=group.min_size, desired_size=group.desired_size, max_size=group.max_size),
             update_config=aws.eks.NodeGroupUpdateConfigArgs(max_unavailable=1),

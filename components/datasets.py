@@ -68,17 +68,28 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
 
 
 def csi_driver_policy() -> str:
-    """The FSx CSI controller's permissions (kubernetes-sigs/aws-fsx-csi-driver docs/options.md), narrowed: it
-    may create tagged scratch file systems and update or delete only file systems carrying the driver's own tag,
-    so it can never delete a dataset's file system (declared here, without that tag)."""
+    """The FSx CSI controller's permissions (kubernetes-sigs/aws-fsx-csi-driver docs/install.md), bound to the file
+    systems the driver itself creates. The driver names every file system it creates with the tag `CSIVolumeName`
+    in the CreateFileSystem request; FSx then authorizes `fsx:TagResource` for those tags with the condition key
+    `fsx:CreateAction` set (FSx User Guide, "Grant permission to tag resources during creation"). So:
+    - create only with that request tag, and tag only as part of that creation (never an existing file system:
+      otherwise the role could tag a dataset's file system and then delete it);
+    - update and delete only file systems carrying the tag;
+    - an explicit deny on anything carrying the dataset tag `mlops.platform/dataset`, whatever else changes."""
     tag = CSI["volumeNameTag"]
+    own = {"StringLike": {f"aws:ResourceTag/{tag}": "*"}}
     return json.dumps({"Version": "2012-10-17", "Statement": [
         {"Sid": "Describe", "Effect": "Allow", "Action": ["fsx:DescribeFileSystems"], "Resource": "*"},
-        {"Sid": "CreateTaggedScratchSpaces", "Effect": "Allow", "Action": ["fsx:CreateFileSystem", "fsx:TagResource"],
+        {"Sid": "CreateTaggedScratchSpaces", "Effect": "Allow", "Action": ["fsx:CreateFileSystem"],
          "Resource": "*", "Condition": {"StringLike": {f"aws:RequestTag/{tag}": "*"}}},
+        {"Sid": "TagOnlyWhileCreating", "Effect": "Allow", "Action": ["fsx:TagResource"], "Resource": "*",
+         "Condition": {"StringEquals": {"fsx:CreateAction": ["CreateFileSystem"]},
+                       "StringLike": {f"aws:RequestTag/{tag}": "*"}}},
         {"Sid": "ManageOnlyItsOwnFileSystems", "Effect": "Allow",
-         "Action": ["fsx:UpdateFileSystem", "fsx:DeleteFileSystem"],
-         "Resource": "*", "Condition": {"StringLike": {f"aws:ResourceTag/{tag}": "*"}}},
+         "Action": ["fsx:UpdateFileSystem", "fsx:DeleteFileSystem"], "Resource": "*", "Condition": own},
+        {"Sid": "NeverTouchDatasets", "Effect": "Deny",
+         "Action": ["fsx:TagResource", "fsx:UntagResource", "fsx:UpdateFileSystem", "fsx:DeleteFileSystem"],
+         "Resource": "*", "Condition": {"Null": {f"aws:ResourceTag/{DATASET_LABEL}": "false"}}},
         {"Sid": "FsxServiceLinkedRole", "Effect": "Allow", "Action": ["iam:CreateServiceLinkedRole"],
          "Resource": "*", "Condition": {"StringLike": {"iam:AWSServiceName": ["fsx.amazonaws.com"]}}},
     ]})

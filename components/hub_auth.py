@@ -10,6 +10,8 @@ from components.config import NotebooksConfig
 
 AUTHENTICATOR_CLASSES = {"github": "github", "oidc": "generic-oauth", "dummy": "dummy"}
 OAUTH_CLASSES = {"github": "GitHubOAuthenticator", "oidc": "GenericOAuthenticator"}
+NOTEBOOK_CONTAINER_SECURITY_CONTEXT = {"runAsNonRoot": True, "allowPrivilegeEscalation": False,
+                                      "capabilities": {"drop": ["ALL"]}}
 
 GITHUB_GROUPS = '''\
 def _github_teams(auth_state):
@@ -29,7 +31,11 @@ def authenticator_config(cfg: NotebooksConfig,
         "JupyterHub": {"authenticator_class": AUTHENTICATOR_CLASSES[auth.type]},
         # Pods in the team namespaces: the hub watches pods and events in every namespace; each profile names its
         # namespace (kubespawner_override), and TeamNamespaceSpawner never creates one.
-        "KubeSpawner": {"enable_user_namespaces": True},
+        # Pod Security `restricted` for every notebook server (the team namespaces warn at that level); the chart's
+        # uid (1000) and fsGid (100) are merged in by KubeSpawner.
+        "KubeSpawner": {"enable_user_namespaces": True,
+                        "container_security_context": dict(NOTEBOOK_CONTAINER_SECURITY_CONTEXT),
+                        "pod_security_context": {"seccompProfile": {"type": "RuntimeDefault"}}},
     }
     extra: dict[str, str] = {}
     if auth.type == "dummy":

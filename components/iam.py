@@ -79,3 +79,33 @@ def irsa_role(
         aws.iam.RolePolicy(f"{name}-inline", role=role.id, policy=inline_policy,
                            opts=pulumi.ResourceOptions(parent=parent))
     return role
+
+
+def logs_key_policy(partition: str, account: str, region: str, log_groups: list[str]) -> str:
+    """A KMS key policy for CloudWatch Logs log groups (CloudWatch Logs User Guide, "Encrypt log data in CloudWatch
+    Logs using AWS KMS"): the account administers the key through IAM; the regional Logs service may use it, only
+    for the named log groups (the encryption context names the log group)."""
+    return json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Sid": "AccountAdministersThroughIam", "Effect": "Allow",
+         "Principal": {"AWS": f"arn:{partition}:iam::{account}:root"}, "Action": "kms:*", "Resource": "*"},
+        {"Sid": "CloudWatchLogsForTheseGroups", "Effect": "Allow",
+         "Principal": {"Service": f"logs.{region}.amazonaws.com"},
+         "Action": ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
+         "Resource": "*",
+         "Condition": {"ArnEquals": {"kms:EncryptionContext:aws:logs:arn": [
+             f"arn:{partition}:logs:{region}:{account}:log-group:{g}" for g in log_groups]}}},
+    ]})
+
+
+def encrypted_log_group(name: str, log_group_name: pulumi.Input[str], retention_days: int, description: str,
+                        parent: pulumi.Resource) -> aws.cloudwatch.LogGroup:
+    """A CloudWatch log group encrypted with its own KMS key (rotated), readable only through IAM."""
+    invoke = pulumi.InvokeOutputOptions(parent=parent)
+    identity = aws.get_caller_identity_output(opts=invoke)
+    policy = pulumi.Output.all(aws.get_partition_output(opts=invoke).partition, identity.account_id,
+                               aws.get_region_output(opts=invoke).region, log_group_name).apply(
+        lambda a: logs_key_policy(a[0], a[1], a[2], [a[3]]))
+    key = aws.kms.Key(f"{name}-logs", description=description, enable_key_rotation=True, deletion_window_in_days=30,
+                      policy=policy, opts=pulumi.ResourceOptions(parent=parent))
+    return aws.cloudwatch.LogGroup(name, name=log_group_name, retention_in_days=retention_days, kms_key_id=key.arn,
+                                   opts=pulumi.ResourceOptions(parent=parent))

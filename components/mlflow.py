@@ -22,6 +22,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from components import catalog, labels
+from components import mlflow_auth as auth
 from components.config import MlflowConfig
 from components.endpoints import MLFLOW, ClusterAccess, ServiceEndpoint
 from components.buckets import private_bucket_settings
@@ -59,6 +60,9 @@ class MlflowArgs:
     # The STS interface endpoint's addresses (Network.sts_endpoint_cidrs): IRSA exchanges its token there.
     sts_cidrs: pulumi.Input[list[str]] = field(default_factory=list)
     endpoint: ServiceEndpoint = field(default=MLFLOW)
+    teams: list[str] = field(default_factory=list)      # one MLflow user per team (components/mlflow_auth.py)
+    # The registered models of registry-mode rollouts: the rollout service's MLflow user gets EDIT on these only.
+    rollout_models: list[str] = field(default_factory=list)
 
 
 class Mlflow(pulumi.ComponentResource):
@@ -71,6 +75,7 @@ class Mlflow(pulumi.ComponentResource):
     database_address: pulumi.Output[str]
     server_role_arn: pulumi.Output[str]
     replicas: int
+    team_passwords: dict[str, pulumi.Output[str]]      # team -> its MLflow user's password (secret)
 
     def __init__(self, name: str, args: MlflowArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("mlops:mlflow:Mlflow", name, None, opts)
@@ -175,12 +180,27 @@ class Mlflow(pulumi.ComponentResource):
                          WEBHOOK_KEY_ENV: pulumi.Output.secret(webhook_key.result.apply(lambda k: k + "="))},
             opts=in_ns)
 
+        # ---- authentication: the basic-auth app's config and admin, one user per team, the rollout service's user
+        users = auth.declare_secrets(name, meta, backend_uri, args.teams, args.rollout_models, endpoint.url,
+                                     child, in_ns)
+        self.team_passwords = users.team_passwords
+
         self.replicas = cfg.replicas or (2 if args.is_prod else 1)
-        k8s.apps.v1.Deployment(
+        server = k8s.apps.v1.Deployment(
             f"{name}-server",
             metadata=meta(SERVICE_NAME),
             spec=deployment_spec(self.replicas, pod_labels, bucket.bucket, region, args.is_prod, ns),
-            opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=[service_account, secret, database]))
+            opts=pulumi.ResourceOptions(parent=self, provider=provider,
+                                        depends_on=[service_account, secret, users.auth_secret, database]))
+        if args.teams or args.rollout_models:
+            k8s.batch.v1.Job(
+                f"{name}-team-users",
+                metadata=k8s.meta.v1.ObjectMetaArgs(
+                    name=auth.bootstrap_job_name(args.teams, MLFLOW_IMAGE, args.rollout_models),
+                    namespace=ns, labels=dict(auth.BOOTSTRAP_LABELS)),
+                spec=auth.bootstrap_job_spec(args.teams, MLFLOW_IMAGE, f"http://{SERVICE_NAME}.{ns}.svc",
+                                             args.rollout_models),
+                opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=[server, *users.user_secrets]))
         k8s.core.v1.Service(
             f"{name}-service",
             metadata=meta(SERVICE_NAME),
@@ -223,6 +243,7 @@ class Mlflow(pulumi.ComponentResource):
             "database_address": self.database_address,
             "server_role_arn": self.server_role_arn,
             "replicas": self.replicas,
+            "team_passwords": self.team_passwords,
         })
 
 
@@ -269,7 +290,7 @@ def deployment_spec(replicas: int, pod_labels: dict[str, str], bucket: pulumi.In
         name="mlflow",
         image=MLFLOW_IMAGE,
         command=["mlflow", "server"],
-        args=["--host", "0.0.0.0", "--port", "5000", "--serve-artifacts",
+        args=["--host", "0.0.0.0", "--port", "5000", "--serve-artifacts", "--app-name", "basic-auth",
               pulumi.Output.concat("--artifacts-destination=s3://", bucket, f"/{ARTIFACTS_PREFIX}")],
         env=[
             # The database URI (with its password) only ever lives in the Secret; `mlflow server` reads it
@@ -284,6 +305,11 @@ def deployment_spec(replicas: int, pod_labels: dict[str, str], bucket: pulumi.In
             # timestamp (docs/model-promotion.md: why not HTTPS inside the namespace).
             k8s.core.v1.EnvVarArgs(name="MLFLOW_WEBHOOK_ALLOWED_SCHEMES", value="https,http"),
             k8s.core.v1.EnvVarArgs(name="MLFLOW_SERVER_ALLOWED_HOSTS", value=allowed_hosts(namespace)),
+            # Authentication (components/mlflow_auth.py): the ini file and the CSRF key come from the auth Secret.
+            k8s.core.v1.EnvVarArgs(name="MLFLOW_AUTH_CONFIG_PATH",
+                                   value=f"{auth.AUTH_CONFIG_DIR}/{auth.AUTH_CONFIG_KEY}"),
+            k8s.core.v1.EnvVarArgs(name=auth.FLASK_SECRET_KEY, value_from=k8s.core.v1.EnvVarSourceArgs(
+                secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(name=auth.AUTH_SECRET, key=auth.FLASK_SECRET_KEY))),
             k8s.core.v1.EnvVarArgs(name="AWS_DEFAULT_REGION", value=region),
             k8s.core.v1.EnvVarArgs(name="HOME", value="/tmp"),
         ],
@@ -295,8 +321,9 @@ def deployment_spec(replicas: int, pod_labels: dict[str, str], bucket: pulumi.In
         liveness_probe=probe(20, 3),
         security_context=k8s.core.v1.SecurityContextArgs(
             allow_privilege_escalation=False, read_only_root_filesystem=True, run_as_non_root=True,
-            run_as_user=1000, run_as_group=1000, capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"])),
-        volume_mounts=[k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp")],
+            run_as_user=auth.RUN_AS, run_as_group=auth.RUN_AS, capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"])),
+        volume_mounts=[k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp"),
+                       k8s.core.v1.VolumeMountArgs(name="auth", mount_path=auth.AUTH_CONFIG_DIR, read_only=True)],
     )
     return k8s.apps.v1.DeploymentSpecArgs(
         replicas=replicas,
@@ -308,12 +335,16 @@ def deployment_spec(replicas: int, pod_labels: dict[str, str], bucket: pulumi.In
             metadata=k8s.meta.v1.ObjectMetaArgs(labels=pod_labels),
             spec=k8s.core.v1.PodSpecArgs(
                 service_account_name=SERVICE_ACCOUNT,
+                automount_service_account_token=False,      # IRSA projects its own token; no Kubernetes API use
                 security_context=k8s.core.v1.PodSecurityContextArgs(
-                    run_as_non_root=True, fs_group=1000,
+                    run_as_non_root=True, fs_group=auth.RUN_AS,
                     seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault")),
                 containers=[container],
                 volumes=[k8s.core.v1.VolumeArgs(name="tmp", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(
-                    size_limit="1Gi"))],
+                    size_limit="1Gi")),
+                    k8s.core.v1.VolumeArgs(name="auth", secret=k8s.core.v1.SecretVolumeSourceArgs(
+                        secret_name=auth.AUTH_SECRET, default_mode=0o400,
+                        items=[k8s.core.v1.KeyToPathArgs(key=auth.AUTH_CONFIG_KEY, path=auth.AUTH_CONFIG_KEY)]))],
                 topology_spread_constraints=spread,
             ),
         ),
@@ -339,12 +370,19 @@ def network_policy_specs(pod_labels: dict[str, str], port: int, database_cidrs: 
                         "ports": [{"protocol": "UDP", "port": DNS["port"]}, {"protocol": "TCP", "port": DNS["port"]}]}],
         },
         # Every team namespace carries the team label (components/tenancy.py); nothing else may connect.
+        # ... and the Job that creates the teams' users (components/mlflow_auth.py), from this namespace.
         "server-ingress": {
             "podSelector": server,
             "policyTypes": ["Ingress"],
             "ingress": [{"from": [{"namespaceSelector": {"matchExpressions": [
-                {"key": labels.TEAM, "operator": "Exists"}]}}],
+                {"key": labels.TEAM, "operator": "Exists"}]}},
+                {"podSelector": {"matchLabels": dict(auth.BOOTSTRAP_LABELS)}}],
                 "ports": [{"protocol": "TCP", "port": port}]}],
+        },
+        "users-egress": {
+            "podSelector": {"matchLabels": dict(auth.BOOTSTRAP_LABELS)},
+            "policyTypes": ["Egress"],
+            "egress": [{"to": [{"podSelector": server}], "ports": [{"protocol": "TCP", "port": port}]}],
         },
         # The database subnets, S3, and STS (IRSA's token exchange) only when the VPC has an STS endpoint.
         "server-egress": pulumi.Output.all(database_cidrs, s3_cidrs, sts_cidrs).apply(lambda a: {

@@ -26,6 +26,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
+from components import mlflow_auth
 from components.config import TeamConfig, duration_seconds
 from components.endpoints import ClusterAccess, ServiceEndpoint
 from components.network import lookup_subnet_cidrs
@@ -40,9 +41,10 @@ KSERVE_GROUP = "serving.kserve.io"
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 DNS = {"namespace": "kube-system", "pod_labels": {"k8s-app": "kube-dns"}, "port": 53}
 API_SERVER_PORT = 443
+# A high uid of no host user (the MLflow image's user is root); the service writes nothing to disk.
 RESTRICTED = k8s.core.v1.SecurityContextArgs(
-    allow_privilege_escalation=False, read_only_root_filesystem=True, run_as_non_root=True, run_as_user=1000,
-    run_as_group=1000, capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
+    allow_privilege_escalation=False, read_only_root_filesystem=True, run_as_non_root=True,
+    run_as_user=mlflow_auth.RUN_AS, run_as_group=mlflow_auth.RUN_AS, capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
     seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"))
 
 
@@ -146,9 +148,14 @@ class ModelRollout(pulumi.ComponentResource):
             _env("PROMETHEUS_URL", args.prometheus.url),
             _env("PORT", str(PORT)),
             _env("RECONCILE_SECONDS", "30"),
-            k8s.core.v1.EnvVarArgs(name="WEBHOOK_SECRET", value_from=k8s.core.v1.EnvVarSourceArgs(
-                secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(name=NAME, key="webhook-secret"))),
         ]
+        # MLflow's basic auth: the rollout service's own user (components/mlflow_auth.py: EDIT on these models only).
+        credentials = [k8s.core.v1.EnvVarArgs(name=key, value_from=k8s.core.v1.EnvVarSourceArgs(
+            secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(name=mlflow_auth.ROLLOUT_SECRET, key=key)))
+            for key in (mlflow_auth.USERNAME_KEY, mlflow_auth.PASSWORD_KEY)]
+        webhook_secret = k8s.core.v1.EnvVarArgs(name="WEBHOOK_SECRET", value_from=k8s.core.v1.EnvVarSourceArgs(
+            secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(name=NAME, key="webhook-secret")))
+        env += [*credentials, webhook_secret]
         code = k8s.core.v1.VolumeArgs(name="code", config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(name=NAME))
         mount = [k8s.core.v1.VolumeMountArgs(name="code", mount_path="/app", read_only=True)]
         pod_security = k8s.core.v1.PodSecurityContextArgs(
@@ -202,7 +209,7 @@ class ModelRollout(pulumi.ComponentResource):
                         containers=[k8s.core.v1.ContainerArgs(
                             name="register", image=args.image, command=["python", "/app/register_webhook.py"],
                             env=[_env("MLFLOW_TRACKING_URI", args.mlflow.url), _env("WEBHOOK_NAME", NAME),
-                                 _env("WEBHOOK_URL", self.webhook_url), env[-1]],
+                                 _env("WEBHOOK_URL", self.webhook_url), *credentials, webhook_secret],
                             volume_mounts=mount, security_context=RESTRICTED,
                             resources=k8s.core.v1.ResourceRequirementsArgs(
                                 requests={"cpu": "10m", "memory": "64Mi"}, limits={"memory": "128Mi"}))]))),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 from dataclasses import dataclass
 
 import pulumi
@@ -10,12 +11,14 @@ import pulumi_aws as aws
 
 from components import labels
 from components.config import NetworkConfig
+from components.iam import encrypted_log_group
 
 
 @dataclass(frozen=True)
 class NetworkArgs:
     config: NetworkConfig
     cluster_name: str
+    log_retention_days: int = 30                # the VPC flow logs' retention (the stack's cluster.logRetentionDays)
 
 
 def subnet_cidrs(vpc_cidr: str, az_count: int) -> tuple[list[str], list[str]]:
@@ -62,7 +65,8 @@ class Network(pulumi.ComponentResource):
             description="HTTPS to the STS interface endpoint from inside the VPC",
             vpc_id=self.vpc_id,
             ingress=[aws.ec2.SecurityGroupIngressArgs(protocol="tcp", from_port=443, to_port=443,
-                                                      cidr_blocks=[vpc_cidr])],
+                                                      cidr_blocks=[vpc_cidr],
+                                                      description="HTTPS to STS from the VPC (IRSA token exchange)")],
             tags={"Name": f"{name}-sts"},
             opts=pulumi.ResourceOptions(parent=self),
         )
@@ -159,9 +163,40 @@ class Network(pulumi.ComponentResource):
             tags={"Name": f"{name}-s3"},
             opts=child,
         )
+        # The VPC's default security group admits all traffic between its members and all egress; nothing here uses
+        # it, so its rules are removed (a resource put in it by mistake reaches nothing).
+        aws.ec2.DefaultSecurityGroup(f"{name}-default", vpc_id=vpc.id, ingress=[], egress=[],
+                                     tags={"Name": f"{name}-default (no rules)"}, opts=child)
+        self._flow_logs(name, vpc, args)
         self.vpc_id = vpc.id
         self.private_subnet_ids = pulumi.Output.all(*[s.id for s in private_subnets])
         self.public_subnet_ids = pulumi.Output.all(*[s.id for s in public_subnets])
+
+    def _flow_logs(self, name: str, vpc: aws.ec2.Vpc, args: NetworkArgs) -> None:
+        """Accepted and rejected traffic of the whole VPC, to an encrypted CloudWatch log group (for incident
+        response: which pod or node talked to what). Only for a VPC created here: an existing one is its owner's."""
+        child = pulumi.ResourceOptions(parent=self)
+        group = encrypted_log_group(f"{name}-flow-logs", f"/aws/vpc/{args.cluster_name}/flow-logs",
+                                    args.log_retention_days, f"VPC flow logs of {args.cluster_name}", self)
+        role = aws.iam.Role(f"{name}-flow-logs", assume_role_policy=flow_logs_trust_policy(), opts=child)
+        aws.iam.RolePolicy(f"{name}-flow-logs", role=role.id, policy=group.arn.apply(flow_logs_policy), opts=child)
+        aws.ec2.FlowLog(f"{name}-flow-logs", vpc_id=vpc.id, traffic_type="ALL", log_destination_type="cloud-watch-logs",
+                        log_destination=group.arn, iam_role_arn=role.arn, max_aggregation_interval=60,
+                        tags={"Name": f"{name}-flow-logs"}, opts=child)
+
+
+def flow_logs_trust_policy() -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"Service": "vpc-flow-logs.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
+
+
+def flow_logs_policy(log_group_arn: str) -> str:
+    """Write to the flow-log group and nothing else (VPC User Guide, "IAM role for publishing flow logs")."""
+    arn = log_group_arn.removesuffix(":*")
+    return json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow",
+        "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogGroups", "logs:DescribeLogStreams"],
+        "Resource": [arn, f"{arn}:*"]}]})
 
 
 def lookup_subnet_cidrs(subnet_ids: pulumi.Output[list[str]],

@@ -31,7 +31,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import catalog, gpu_culler, labels
+from components import catalog, gpu_culler, labels, mlflow_auth
 from components.config import NotebooksConfig, TeamConfig, duration_seconds
 from components.endpoints import (
     JUPYTERHUB_API,
@@ -335,6 +335,8 @@ def hub_values(cfg: NotebooksConfig, profiles: dict[str, NotebookProfile], teams
             # User pods live in team namespaces, where the team NetworkPolicies apply instead.
             "networkPolicy": {"enabled": False},
             "allowPrivilegeEscalation": False,
+            # The team's own MLflow user: a secretKeyRef resolves in the pod's namespace, the team's.
+            "extraEnv": mlflow_auth.team_env(),
             "startTimeout": 600,                         # a GPU node may have to start first
             "extraPodConfig": {"priorityClassName": priority_class},
         },

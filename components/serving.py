@@ -279,7 +279,11 @@ def inference_service(model: ModelDeploymentConfig, team: TeamAccess, is_prod: b
             "runtime": model.runtime or fw.runtime,
             "storageUri": model.canary.location if model.canary else model.location,
             "resources": {"requests": requests, "limits": limits},
+            "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
         },
+        # Pod Security `restricted` (the team namespaces warn at that level); the runtimes' images run as uid 1000.
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000,
+                            "seccompProfile": {"type": "RuntimeDefault"}},
     }
     if model.canary is not None:
         # KServe gives the latest revision (this spec: the canary's location) this share; the previously rolled-out

@@ -26,7 +26,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from components import labels
+from components import labels, mlflow_auth
 from components.config import TeamConfig
 from components.endpoints import (
     ClusterAccess,
@@ -54,10 +54,14 @@ SERVICE_ACCOUNTS = ("notebook", "training", "serving")
 ALL_VERBS = ["get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"]
 READ_VERBS = ["get", "list", "watch"]
 # What a team member may do in the team namespace. Deliberately not the built-in `edit` role: members must not
-# change NetworkPolicies, quotas, RBAC or service accounts, which are the tenant's isolation.
+# change NetworkPolicies, quotas, RBAC or service accounts, which are the tenant's isolation. No pods/exec, attach,
+# portforward or ephemeralcontainers: RBAC cannot say "only your own pod", and with them any member could enter a
+# colleague's notebook server (their session, tokens and files). Members use their own notebook's terminal
+# (JupyterHub authenticates them), `kubectl logs`, and a debug pod of their own (docs/security.md).
+SHELL_SUBRESOURCES = ("pods/exec", "pods/attach", "pods/portforward", "pods/ephemeralcontainers")
 TEAM_MEMBER_RULES = [
-    {"apiGroups": [""], "resources": ["pods", "pods/exec", "pods/attach", "pods/portforward", "services",
-                                      "configmaps", "secrets", "persistentvolumeclaims"], "verbs": ALL_VERBS},
+    {"apiGroups": [""], "resources": ["pods", "services", "configmaps", "secrets", "persistentvolumeclaims"],
+     "verbs": ALL_VERBS},
     {"apiGroups": [""], "resources": ["pods/log", "events", "serviceaccounts", "resourcequotas", "limitranges"],
      "verbs": READ_VERBS},
     {"apiGroups": ["apps"], "resources": ["deployments", "statefulsets", "replicasets"], "verbs": ALL_VERBS},
@@ -231,6 +235,8 @@ class TeamArgs:
     gpu_quota: dict[str, int] | None = None
     # Prometheus (endpoints.PROMETHEUS), admitted to inference pods on their metrics ports only; None: not scraped.
     metrics_scraper: MetricsScraper | None = None
+    # The team's MLflow user password (Mlflow.team_passwords): the Secret `mlflow-credentials` its pods read.
+    mlflow_password: pulumi.Input[str] | None = None
 
 
 class Team(pulumi.ComponentResource):
@@ -330,6 +336,13 @@ class Team(pulumi.ComponentResource):
                 automount_service_account_token=False,
                 opts=in_ns,
             )
+
+        # ---- MLflow: the team's own user (components/mlflow_auth.py); no other team's credentials live here
+        if args.mlflow_password is not None:
+            k8s.core.v1.Secret(f"{name}-mlflow-credentials", metadata=meta(mlflow_auth.TEAM_SECRET), type="Opaque",
+                               string_data=mlflow_auth.team_secret_data(ns, pulumi.Output.secret(args.mlflow_password),
+                                                                        args.mlflow.url),
+                               opts=in_ns)
 
         # ---- RBAC for the team's group, and the IAM roles mapped into it
         group = cfg.kubernetes_group

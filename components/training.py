@@ -25,17 +25,20 @@ examples are rendered from (components/training_jobs.py).
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
+import yaml
 
 from components import catalog, labels
 from components.config import TrainingConfig
 from components.endpoints import PRIORITY_CLASSES, ClusterAccess, TeamAccess
 from components.planning.gpu_supply import GpuPool
-from components.training_jobs import DEFAULTS_CONFIGMAP, job_defaults_data
+from components.training_jobs import (DEFAULTS_CONFIGMAP, JOB_CONTAINER_SECURITY_CONTEXT, JOB_POD_SECURITY_CONTEXT,
+                                      job_defaults_data)
 
 # ---- pinned versions: components/data/versions.yaml
 TRAINING_OPERATOR_VERSION = catalog.versions()["manifests"]["training-operator"]
@@ -65,6 +68,12 @@ NAMESPACE_LABELS = {
     "pod-security.kubernetes.io/audit": "restricted",
 }
 RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
+# The operator adds an init container (waits for the master's DNS name) to every PyTorchJob worker; its built-in
+# template has no securityContext. This replacement is read through `--pytorch-init-container-template-file`; the
+# operator fills the Go template fields (pkg/controller.v1/pytorch/initcontainer.go).
+INIT_TEMPLATE_CONFIGMAP = "pytorch-init-container"
+INIT_TEMPLATE_DIR = "/etc/training-operator/pytorch-init"
+INIT_TEMPLATE_FILE = "initContainer.yaml"
 ALL = ["create", "delete", "get", "list", "patch", "update", "watch"]
 # The v1.9.4 ClusterRole (manifests/base/rbac/role.yaml, generated from the controller's kubebuilder markers).
 JOB_PLURALS = ["jaxjobs", "mpijobs", "paddlejobs", "pytorchjobs", "tfjobs", "xgboostjobs"]
@@ -74,7 +83,6 @@ CLUSTER_ROLE_RULES = [
     {"apiGroups": [""], "resources": ["services"], "verbs": ["create", "delete", "get", "list", "watch"]},
     {"apiGroups": [""], "resources": ["events"], "verbs": ALL},
     {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create", "list", "update", "watch"]},
-    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "update", "watch"]},
     {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["create", "get", "list", "watch"]},
     {"apiGroups": ["kubeflow.org"],
      "resources": [f"{p}{s}" for p in JOB_PLURALS for s in ("", "/status", "/finalizers")], "verbs": ALL},
@@ -84,9 +92,19 @@ CLUSTER_ROLE_RULES = [
     {"apiGroups": ["scheduling.volcano.sh"], "resources": ["podgroups"], "verbs": ALL},
     {"apiGroups": ["scheduling.x-k8s.io"], "resources": ["podgroups"], "verbs": ALL},
     {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ALL},
+    # The cert-controller reads webhook configurations through a cache (list/watch) and writes only its own.
     {"apiGroups": ["admissionregistration.k8s.io"], "resources": ["validatingwebhookconfigurations"],
-     "verbs": ["get", "list", "update", "watch"]},
+     "verbs": ["list", "watch"]},
+    {"apiGroups": ["admissionregistration.k8s.io"], "resources": ["validatingwebhookconfigurations"],
+     "resourceNames": [WEBHOOK_CONFIGURATION], "verbs": ["get", "update"]},
 ]
+# Upstream's ClusterRole also reads and updates Secrets in every namespace. Its only user is the webhook certificate
+# rotator (pkg/cert/cert.go: `+kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;update`), which
+# keeps the certificate in one Secret of the operator's own namespace and reads it through a cache scoped to that
+# namespace (open-policy-agent/cert-controller `addNamespacedCache`); no job controller of v1.9 (PyTorch, TF, MPI v1:
+# hostfile in a ConfigMap, kubectl exec, no SSH keys) touches Secrets. So Secrets move to a Role in `kubeflow`, which
+# holds nothing but that certificate. A cache lists the whole namespace, so `resourceNames` cannot narrow list/watch.
+NAMESPACE_ROLE_RULES = [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch", "update"]}]
 
 
 @dataclass(frozen=True)
@@ -127,19 +145,28 @@ class Training(pulumi.ComponentResource):
         account = k8s.core.v1.ServiceAccount(f"{name}-account", metadata=meta, opts=after(namespace))
         role = k8s.rbac.v1.ClusterRole(f"{name}-role", metadata=k8s.meta.v1.ObjectMetaArgs(name=NAME),
                                        rules=CLUSTER_ROLE_RULES, opts=after(*crds))
+        subjects = [k8s.rbac.v1.SubjectArgs(kind="ServiceAccount", name=NAME, namespace=NAMESPACE)]
         binding = k8s.rbac.v1.ClusterRoleBinding(
             f"{name}-role", metadata=k8s.meta.v1.ObjectMetaArgs(name=NAME),
             role_ref=k8s.rbac.v1.RoleRefArgs(api_group="rbac.authorization.k8s.io", kind="ClusterRole", name=NAME),
-            subjects=[k8s.rbac.v1.SubjectArgs(kind="ServiceAccount", name=NAME, namespace=NAMESPACE)],
-            opts=after(role, account))
+            subjects=subjects, opts=after(role, account))
+        ns_role = k8s.rbac.v1.Role(f"{name}-certificate-role", metadata=meta, rules=NAMESPACE_ROLE_RULES,
+                                   opts=after(namespace))
+        ns_binding = k8s.rbac.v1.RoleBinding(
+            f"{name}-certificate-role", metadata=meta,
+            role_ref=k8s.rbac.v1.RoleRefArgs(api_group="rbac.authorization.k8s.io", kind="Role", name=NAME),
+            subjects=subjects, opts=after(ns_role, account))
         # Filled by the operator's cert-controller at start (certificate and key); Pulumi leaves the data alone.
         secret = k8s.core.v1.Secret(
             f"{name}-webhook-cert", metadata=k8s.meta.v1.ObjectMetaArgs(name=WEBHOOK_SECRET, namespace=NAMESPACE),
             type="Opaque", opts=after(namespace, ignore_changes=["data", "stringData"]))
         service = k8s.core.v1.Service(f"{name}-service", metadata=meta, spec=service_spec(), opts=after(namespace))
+        init_template = k8s.core.v1.ConfigMap(
+            f"{name}-pytorch-init", metadata=k8s.meta.v1.ObjectMetaArgs(name=INIT_TEMPLATE_CONFIGMAP, namespace=NAMESPACE),
+            data={INIT_TEMPLATE_FILE: pytorch_init_container_template()}, opts=after(namespace))
         deployment = k8s.apps.v1.Deployment(
             f"{name}-controller", metadata=meta, spec=deployment_spec(cfg),
-            opts=after(*crds, binding, secret, service))
+            opts=after(*crds, binding, ns_binding, secret, service, init_template))
         k8s.admissionregistration.v1.ValidatingWebhookConfiguration(
             f"{name}-webhooks", metadata=k8s.meta.v1.ObjectMetaArgs(name=WEBHOOK_CONFIGURATION),
             webhooks=webhooks(),
@@ -201,6 +228,7 @@ def controller_args(cfg: TrainingConfig) -> list[str]:
     args = [f"--enable-scheme={scheme}" for scheme in JOB_KINDS]
     args += [f"--pytorch-init-container-image={cfg.init_container_image}",
              f"--mpi-kubectl-delivery-image={cfg.mpi_kubectl_delivery_image}",
+             f"--pytorch-init-container-template-file={INIT_TEMPLATE_DIR}/{INIT_TEMPLATE_FILE}",
              f"--webhook-server-port={WEBHOOK_PORT}"]
     if cfg.controller_replicas > 1:
         args.append("--leader-elect")
@@ -238,12 +266,29 @@ def deployment_spec(cfg: TrainingConfig) -> dict[str, Any]:
                     "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
                                         "readOnlyRootFilesystem": True},
                     "volumeMounts": [{"name": "cert", "mountPath": "/tmp/k8s-webhook-server/serving-certs",
-                                      "readOnly": True}],
+                                      "readOnly": True},
+                                     {"name": "pytorch-init", "mountPath": INIT_TEMPLATE_DIR, "readOnly": True}],
                 }],
-                "volumes": [{"name": "cert", "secret": {"secretName": WEBHOOK_SECRET, "defaultMode": 420}}],
+                "volumes": [{"name": "cert", "secret": {"secretName": WEBHOOK_SECRET, "defaultMode": 420}},
+                            {"name": "pytorch-init", "configMap": {"name": INIT_TEMPLATE_CONFIGMAP}}],
             },
         },
     }
+
+
+def pytorch_init_container_template() -> str:
+    """The PyTorchJob workers' init container (a list of one container, as the operator reads it), restricted."""
+    wait = ("err=1; for i in $(seq {{.MaxTries}}); do if nslookup {{.MasterAddr}}; then err=0 && break; fi; "
+            "echo waiting for master; sleep 2; done; exit $err")
+    return yaml.safe_dump([{
+        "name": "init-pytorch",
+        "image": "{{.InitContainerImage}}",
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["sh", "-c", wait],
+        "resources": {"requests": {"cpu": "50m", "memory": "16Mi"}, "limits": {"cpu": "100m", "memory": "32Mi"}},
+        "securityContext": {**copy.deepcopy(JOB_CONTAINER_SECURITY_CONTEXT), **copy.deepcopy(JOB_POD_SECURITY_CONTEXT),
+                            "readOnlyRootFilesystem": True},
+    }], sort_keys=False)
 
 
 def webhooks() -> list[dict[str, Any]]:

@@ -21,12 +21,18 @@ from typing import Any
 import pulumi
 import yaml
 
-from components import labels
+from components import labels, mlflow_auth
 from components.endpoints import PRIORITY_CLASSES, TeamAccess
 from components.kueue import LOCAL_QUEUE, QUEUE_LABEL
 from components.planning.gpu_supply import GpuPool
 
 DEFAULTS_CONFIGMAP = "training-job-defaults"
+# What Pod Security `restricted` asks of every pod a team runs (the team namespaces warn and audit at that level):
+# non-root, no privilege escalation, no capabilities, the runtime's seccomp profile. A job image whose user is root
+# runs as uid/gid 1000 instead (the notebooks' uid); an image with its own non-root user may set runAsUser itself.
+JOB_POD_SECURITY_CONTEXT = {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000,
+                            "seccompProfile": {"type": "RuntimeDefault"}}
+JOB_CONTAINER_SECURITY_CONTEXT = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
 # EC2 gives two minutes' notice before it reclaims a spot instance; Karpenter drains on the notice, a little later.
 # 90 s lets the trainer write a checkpoint and still ends the pod before the instance goes.
 SPOT_GRACE_SECONDS = 90
@@ -66,6 +72,9 @@ def job_pod_template(team: TeamAccess, pool: GpuPool, priority_class: str, image
         "spec": {
             "serviceAccountName": team.training_service_account,
             "priorityClassName": priority_class,
+            "securityContext": copy.deepcopy(JOB_POD_SECURITY_CONTEXT),
+            # No Kubernetes API token in training pods (IRSA projects its own AWS token regardless).
+            "automountServiceAccountToken": False,
             "terminationGracePeriodSeconds": SPOT_GRACE_SECONDS,
             "nodeSelector": {labels.NODE_POOL: pool.name, labels.GPU_TYPE: pool.gpu_type},
             "tolerations": [{"key": labels.GPU_TAINT["key"], "operator": "Equal", "value": labels.GPU_TAINT["value"],
@@ -74,6 +83,9 @@ def job_pod_template(team: TeamAccess, pool: GpuPool, priority_class: str, image
                 "name": "pytorch",            # the PyTorchJob controller looks for a container of this name
                 "image": image,
                 "command": list(command),
+                # MLFLOW_TRACKING_URI / _USERNAME / _PASSWORD: the team's own MLflow user (components/mlflow_auth.py)
+                "envFrom": [{"secretRef": {"name": mlflow_auth.TEAM_SECRET}}],
+                "securityContext": copy.deepcopy(JOB_CONTAINER_SECURITY_CONTEXT),
                 "env": env,
                 "resources": {"requests": {"cpu": cpu, "memory": memory, resource: gpus},
                               "limits": {"memory": memory, resource: gpus}},

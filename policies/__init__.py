@@ -6,6 +6,7 @@ offline.
 """
 
 from policies import (
+    access,
     compliance,
     data,
     egress,
@@ -23,4 +24,5 @@ from policies import (
 
 POLICIES: list = [*gpu.POLICIES, *gpu_workloads.POLICIES, *egress.POLICIES, *workload_egress.POLICIES,
                   *pod_security.POLICIES, *data.POLICIES, *compliance.POLICIES, *rbac.POLICIES, *serving.POLICIES,
-                  *images.POLICIES, *notebooks.POLICIES, *quotas.POLICIES, *placement.POLICIES]
+                  *images.POLICIES, *notebooks.POLICIES, *quotas.POLICIES, *access.POLICIES,
+                  *placement.POLICIES]

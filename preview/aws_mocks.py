@@ -27,6 +27,8 @@ ID_PREFIX = {
     "aws:ec2/routeTable:RouteTable": "rtb-",
     "aws:ec2/vpcEndpoint:VpcEndpoint": "vpce-",
     "aws:ec2/launchTemplate:LaunchTemplate": "lt-",
+    "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup": "sg-",
+    "aws:ec2/flowLog:FlowLog": "fl-",
     "aws:fsx/lustreFileSystem:LustreFileSystem": "fs-",
     "aws:fsx/dataRepositoryAssociation:DataRepositoryAssociation": "dra-",
     "aws:kms/key:Key": "",
@@ -132,6 +134,12 @@ class AwsLikeMocks(pulumi.runtime.Mocks):
             # EKS names the group's ASG eks-<node group>-<uuid>.
             asg = f"eks-{inputs.get('nodeGroupName', name)}-{_hex(name, 'asg', length=8)}"
             return {"status": "ACTIVE", "resources": [{"autoscalingGroups": [{"name": asg}]}]}
+        if typ == "aws:cloudwatch/logGroup:LogGroup":
+            return {"arn": f"arn:aws:logs:{self.region}:{ACCOUNT_ID}:log-group:{inputs.get('name', name)}"}
+        if typ == "aws:ec2/launchTemplate:LaunchTemplate":
+            return {"latestVersion": 1, "defaultVersion": 1}
+        if typ == "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup":
+            return {"name": "default"}
         if typ == "aws:cloudwatch/eventRule:EventRule":
             return {"name": real_name}
         return {}

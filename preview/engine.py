@@ -75,14 +75,15 @@ class Run:
     invokes: list[str] = field(default_factory=list)   # data-source tokens the program called, in order
 
 
-def from_wire(value: Any) -> Any:
-    """Wire-form value (after MessageToDict) -> plain JSON with secrets masked and integral numbers as ints."""
+def from_wire(value: Any, reveal: bool = False) -> Any:
+    """Wire-form value (after MessageToDict) -> plain JSON with secrets masked (or, for tests that follow the mocks'
+    stand-in secrets, `reveal`ed) and integral numbers as ints."""
     if isinstance(value, dict):
         if value.get(SIG_KEY) == SECRET_SIG:
-            return masked(value.get("value"))
-        return {k: from_wire(value[k]) for k in sorted(value)}
+            return from_wire(value.get("value"), reveal=reveal) if reveal else masked(value.get("value"))
+        return {k: from_wire(value[k], reveal=reveal) for k in sorted(value)}
     if isinstance(value, list):
-        return [from_wire(v) for v in value]
+        return [from_wire(v, reveal=reveal) for v in value]
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if value == UNKNOWN:

@@ -15,7 +15,7 @@ from bootstrap.config import PROJECT
 from policies import POLICIES
 from preview import check, engine
 from tests.conftest import PROJECT_DIR, Rendered
-from tests.iam_conditions import allows, github_claims
+from tests.iam_eval import allows, github_claims
 
 BOOTSTRAP = PROJECT_DIR / "bootstrap"
 REPO = "acme/ml-platform"

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from components import labels
 from tests.conftest import Rendered, run_config, stack_yaml
+from tests.iam_eval import allowed, Request
 
 
 def test_eks_cluster_uses_api_auth_kms_secrets_and_full_control_plane_logging(dev):
@@ -17,7 +20,7 @@ def test_eks_cluster_uses_api_auth_kms_secrets_and_full_control_plane_logging(de
     assert cluster["encryptionConfig"]["resources"] == ["secrets"]
     assert cluster["encryptionConfig"]["provider"]["keyArn"].startswith("arn:aws:kms:")
     assert set(cluster["enabledClusterLogTypes"]) == {"api", "audit", "authenticator", "controllerManager", "scheduler"}
-    log_group = dev.one("aws:cloudwatch/logGroup:LogGroup").inputs
+    log_group = dev.one("aws:cloudwatch/logGroup:LogGroup", "cluster-control-plane").inputs
     assert log_group["name"] == "/aws/eks/mlops-dev/cluster" and log_group["retentionInDays"] == 7
 
 
@@ -83,6 +86,9 @@ def test_existing_network_is_used_and_no_vpc_is_created():
     assert rendered.of_type("aws:ec2/vpc:Vpc") == []
     subnet_ids = rendered.one("aws:eks/cluster:Cluster").inputs["vpcConfig"]["subnetIds"]
     assert subnet_ids == ["subnet-0aaa1111bbbb2222c", "subnet-0ddd3333eeee4444f"]
+    # Flow logs and the default security group of someone else's VPC are its owner's to manage.
+    assert rendered.of_type("aws:ec2/flowLog:FlowLog") == []
+    assert rendered.of_type("aws:ec2/defaultSecurityGroup:DefaultSecurityGroup") == []
 
 
 def test_kubernetes_objects_use_the_cluster_provider(dev):
@@ -102,3 +108,93 @@ def test_sts_is_reachable_privately_for_irsa(dev):
     assert len(addresses) == len(private)
     import ipaddress
     assert all(any(ipaddress.ip_network(a).subnet_of(ipaddress.ip_network(p)) for p in private) for a in addresses)
+
+
+# ---- hardening (issue 18): logs, flow logs, default security group, IMDS, administrators, endpoint ---------------
+
+LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_every_log_group_is_kms_encrypted_with_a_key_only_its_group_may_use(stack, request):
+    r = request.getfixturevalue(stack)
+    groups = r.of_type(LOG_GROUP)
+    assert {g.name for g in groups} >= {"cluster-control-plane", "network-flow-logs"}
+    for group in groups:
+        assert group.inputs["kmsKeyId"].startswith("arn:aws:kms:"), group.name
+        key = r.one("aws:kms/key:Key", f"{group.name}-logs").inputs
+        assert key["enableKeyRotation"] is True
+        policy = [key["policy"]]
+        region = group.inputs["kmsKeyId"].split(":")[3]
+        context = "kms:EncryptionContext:aws:logs:arn"
+        own = f"arn:aws:logs:{region}:123456789012:log-group:{group.inputs['name']}"
+        other = f"arn:aws:logs:{region}:123456789012:log-group:/somebody/else"
+        logs = ("Service", f"logs.{region}.amazonaws.com")
+        assert allowed(policy, Request("kms:GenerateDataKey", "*", {context: own}, logs))
+        assert not allowed(policy, Request("kms:GenerateDataKey", "*", {context: other}, logs))
+        assert not allowed(policy, Request("kms:Decrypt", "*", {context: own}, ("Service", "s3.amazonaws.com")))
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_vpc_flow_logs_and_an_emptied_default_security_group(stack, request):
+    r = request.getfixturevalue(stack)
+    (vpc,) = r.of_type("aws:ec2/vpc:Vpc")
+    flow = r.one("aws:ec2/flowLog:FlowLog").inputs
+    assert flow["trafficType"] == "ALL" and flow["logDestinationType"] == "cloud-watch-logs"
+    assert flow["logDestination"].endswith(r.one(LOG_GROUP, "network-flow-logs").inputs["name"])
+    role = r.one("aws:iam/rolePolicy:RolePolicy", "network-flow-logs").inputs["policy"]
+    assert json.loads(role)["Statement"][0]["Resource"][0] == flow["logDestination"]
+    default = r.one("aws:ec2/defaultSecurityGroup:DefaultSecurityGroup").inputs
+    assert default["ingress"] == [] and default["egress"] == []
+    assert default["vpcId"].startswith("vpc-")
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_managed_nodes_require_imdsv2_with_hop_limit_one(stack, request):
+    r = request.getfixturevalue(stack)
+    templates = {t.urn.rsplit("::", 1)[1]: t.inputs for t in r.of_type("aws:ec2/launchTemplate:LaunchTemplate")}
+    groups = r.of_type("aws:eks/nodeGroup:NodeGroup")
+    assert groups
+    for group in groups:
+        assert "diskSize" not in group.inputs, group.name          # in the template (EKS refuses both)
+        lt_id = group.inputs["launchTemplate"]["id"]
+        (template,) = [t.inputs for t in r.of_type("aws:ec2/launchTemplate:LaunchTemplate")
+                       if t.name == group.name]
+        assert lt_id.startswith("lt-")
+        assert template["metadataOptions"] == {"httpEndpoint": "enabled", "httpTokens": "required",
+                                               "httpPutResponseHopLimit": 1}
+        (disk,) = template["blockDeviceMappings"]
+        assert disk["ebs"]["encrypted"] == "true" and disk["ebs"]["volumeType"] == "gp3"
+    assert templates
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_no_implicit_cluster_admin_only_explicit_access_entries(stack, request):
+    r = request.getfixturevalue(stack)
+    cluster = r.one("aws:eks/cluster:Cluster").inputs
+    assert cluster["accessConfig"]["bootstrapClusterCreatorAdminPermissions"] is False
+    admins = r.of_type("aws:eks/accessPolicyAssociation:AccessPolicyAssociation")
+    assert [a for a in admins if a.inputs["policyArn"].endswith("AmazonEKSClusterAdminPolicy")]
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_the_api_endpoint_is_private_or_listed_never_open(stack, request):
+    vpc = request.getfixturevalue(stack).one("aws:eks/cluster:Cluster").inputs["vpcConfig"]
+    assert vpc["endpointPrivateAccess"] is True
+    if vpc["endpointPublicAccess"]:
+        assert vpc["publicAccessCidrs"] and not any(c.endswith("/0") for c in vpc["publicAccessCidrs"])
+    else:
+        assert "publicAccessCidrs" not in vpc
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_every_security_group_rule_has_a_description(stack, request):
+    r = request.getfixturevalue(stack)
+    rules = [(x.name, x.inputs) for x in r.resources
+             if x.type in ("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
+                           "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule",
+                           "aws:ec2/securityGroupRule:SecurityGroupRule")]
+    rules += [(f"{x.name}.{d}", rule) for x in r.of_type("aws:ec2/securityGroup:SecurityGroup")
+              for d in ("ingress", "egress") for rule in x.inputs.get(d) or []]
+    assert rules
+    assert [name for name, rule in rules if not rule.get("description")] == []

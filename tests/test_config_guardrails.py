@@ -25,7 +25,7 @@ from tests.conftest import PROJECT_DIR
 PROD: dict[str, Any] = {
     "environment": "prod", "protectData": True,
     "network": {"vpcCidr": "10.40.0.0/16", "azCount": 3, "natGateways": "perAz"},
-    "cluster": {"kubernetesVersion": "1.34", "publicAccessCidrs": ["203.0.113.0/24"]},
+    "cluster": {"kubernetesVersion": "1.34", "endpointPublicAccess": True, "publicAccessCidrs": ["203.0.113.0/24"]},
     "teams": [{"name": "fraud", "gpuQuota": 0, "packageIndex": {"cidrs": ["151.101.0.0/16"]}}],
     "notebooks": {"auth": {"type": "oidc", "clientId": "hub", "clientSecret": "s3cr3t",
                            "callbackUrl": "https://hub.example/hub/oauth_callback",
@@ -179,7 +179,7 @@ def test_unknown_and_expired_versions_are_refused():
     ({"publicAccessCidrs": ["0.0.0.0/0"]}, "cluster.publicAccessCidrs[0]: is wider than /16"),
     ({"publicAccessCidrs": ["203.0.113.0/24", "0.0.0.0/1", "128.0.0.0/1"]}, "cluster.publicAccessCidrs[1]: is wider"),
     ({"publicAccessCidrs": ["10.0.0.0/8"]}, "is wider than /16"),
-    ({"publicAccessCidrs": []}, "cluster.publicAccessCidrs: must list the CIDRs"),
+    ({"publicAccessCidrs": []}, "cluster.publicAccessCidrs: must list the networks"),
     ({"publicAccessCidrs": None}, "cluster.publicAccessCidrs: "),     # not a list
 ])
 def test_an_open_prod_endpoint_is_refused(cluster, expected):
@@ -191,9 +191,25 @@ def test_an_open_prod_endpoint_is_refused(cluster, expected):
     assert any(p.startswith(expected) or expected in p for p in problems(change)), problems(change)
 
 
-def test_a_default_endpoint_is_open_so_prod_refuses_it_and_dev_keeps_it():
-    assert any("publicAccessCidrs[0]: is wider" in p for p in problems(lambda c: c["cluster"].pop("publicAccessCidrs")))
-    assert problems(lambda c: c["cluster"].update(endpointPublicAccess=False, publicAccessCidrs=[])) == []
+@pytest.mark.parametrize("environment", ["dev", "prod"])
+def test_the_api_endpoint_is_private_unless_networks_are_listed(environment):
+    def base(c):
+        c["environment"] = environment
+        for key in ("endpointPublicAccess", "publicAccessCidrs"):
+            c["cluster"].pop(key)
+    config = copy.deepcopy(PROD)
+    base(config)
+    cluster = parse_config(config, SECRET).cluster
+    assert cluster.endpoint_public_access is False and cluster.public_access_cidrs == []
+    assert problems(lambda c: (base(c), c["cluster"].update(endpointPublicAccess=True))) == [
+        "cluster.publicAccessCidrs: must list the networks allowed to reach the public API endpoint when "
+        "endpointPublicAccess is true (EKS would otherwise open it to 0.0.0.0/0), e.g. [203.0.113.0/24]"]
+    assert [p.split(";")[0] for p in problems(lambda c: (base(c), c["cluster"].update(
+        publicAccessCidrs=["198.51.100.0/24"])))] == [
+        "cluster.publicAccessCidrs: has no effect while endpointPublicAccess is false"]
+
+
+def test_dev_may_open_its_endpoint_to_the_internet_explicitly():
     dev = lambda c: (c.update(environment="dev"), c["cluster"].update(publicAccessCidrs=["0.0.0.0/0"]))  # noqa: E731
     assert problems(dev) == []
 

@@ -12,9 +12,10 @@ import yaml
 
 from components import catalog
 from components.config import parse_config
-from components.datasets import csi_driver_policy, deployer_policy, split_s3_uri
+from components.datasets import DATASET_LABEL, csi_driver_policy, deployer_policy, split_s3_uri
 from preview.aws_mocks import _hex
 from tests import schemas
+from tests.iam_eval import DENY, allowed, evaluate, tagged_request
 from tests.conftest import PROJECT_DIR, Rendered, run_config, stack_yaml, raw_config as raw, config_problems as problems
 
 PREFIX = "mlops-platform:"
@@ -292,7 +293,7 @@ def test_fsx_csi_driver_add_on_with_an_irsa_role_that_cannot_delete_dataset_file
     assert len(trust) == 1
     assert "system:serviceaccount:kube-system:fsx-csi-controller-sa" in trust[0]["Condition"]["StringEquals"].values()
     policy = json.loads(dev.one(ROLE_POLICY, "datasets-fsx-csi-inline").inputs["policy"])
-    by_action = {a: s for s in policy["Statement"]
+    by_action = {a: s for s in policy["Statement"] if s["Effect"] == "Allow"
                  for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
     assert by_action["fsx:DeleteFileSystem"]["Condition"] == {"StringLike": {"aws:ResourceTag/CSIVolumeName": "*"}}
     assert by_action["fsx:CreateFileSystem"]["Condition"] == {"StringLike": {"aws:RequestTag/CSIVolumeName": "*"}}
@@ -301,6 +302,53 @@ def test_fsx_csi_driver_add_on_with_an_irsa_role_that_cannot_delete_dataset_file
     # The add-on waits for the Kubernetes provider, that is for running nodes.
     addon_reg = next(r for r in dev.of_type("aws:eks/addon:Addon") if r.inputs["addonName"] == "aws-fsx-csi-driver")
     assert dev.one("pulumi:providers:kubernetes").urn in addon_reg.dependencies
+
+
+FS_ARN = "arn:aws:fsx:us-east-1:111122223333:file-system/fs-{}"
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_the_csi_role_can_never_tag_update_or_delete_a_dataset_file_system(stack, request):
+    """Evaluated (tests/iam_eval.py) with the role's rendered policy and every dataset file system's rendered tags:
+    the driver creates, tags at creation and deletes its own scratch file systems, and nothing else."""
+    rendered = request.getfixturevalue(stack)
+    policy = [rendered.one(ROLE_POLICY, "datasets-fsx-csi-inline").inputs["policy"]]
+    own = {"CSIVolumeName": "pvc-0b1d"}
+    # The driver's own path: create with its tag, FSx's tag-on-create check, then update and delete.
+    assert allowed(policy, tagged_request("fsx:CreateFileSystem", "*", request_tags=own))
+    assert allowed(policy, tagged_request("fsx:TagResource", FS_ARN.format("own"), request_tags=own,
+                                          fsx__CreateAction="CreateFileSystem"))
+    for action in ("fsx:UpdateFileSystem", "fsx:DeleteFileSystem"):
+        assert allowed(policy, tagged_request(action, FS_ARN.format("own"), resource_tags=own))
+    # Not its own: a file system it did not create (no tag), or created untagged.
+    assert not allowed(policy, tagged_request("fsx:DeleteFileSystem", FS_ARN.format("other"), {"Name": "x"}))
+    assert not allowed(policy, tagged_request("fsx:CreateFileSystem", "*"))
+    datasets = rendered.of_type(FS)
+    assert datasets
+    for fs in datasets:
+        tags, arn = fs.inputs["tags"], FS_ARN.format(fs.name)
+        for action in ("fsx:DeleteFileSystem", "fsx:UpdateFileSystem", "fsx:UntagResource"):
+            assert not allowed(policy, tagged_request(action, arn, tags)), (fs.name, action)
+        # Tagging it as the driver's (the first step of the old escalation) is refused, outside creation or not.
+        assert not allowed(policy, tagged_request("fsx:TagResource", arn, tags, own))
+        assert not allowed(policy, tagged_request("fsx:TagResource", arn, tags, own,
+                                                  fsx__CreateAction="CreateFileSystem"))
+        # Even if the tag were there (set by someone else), the dataset tag keeps it out of reach.
+        assert evaluate(policy, tagged_request("fsx:DeleteFileSystem", arn, {**tags, **own})) == DENY
+
+
+def test_the_old_csi_policy_would_have_failed_the_escalation_check():
+    """Mutation: tagging allowed on the request tag alone (the policy before the fix) lets the role tag a dataset's
+    file system as its own and then delete it; the evaluator sees both steps."""
+    old = json.loads(csi_driver_policy())
+    for s in old["Statement"]:
+        if s["Sid"] == "TagOnlyWhileCreating":
+            del s["Condition"]["StringEquals"]
+    old["Statement"] = [s for s in old["Statement"] if s["Sid"] != "NeverTouchDatasets"]
+    arn, dataset, own = FS_ARN.format("dataset"), {DATASET_LABEL: "transactions"}, {"CSIVolumeName": "x"}
+    assert allowed([old], tagged_request("fsx:TagResource", arn, dataset, own))
+    assert allowed([old], tagged_request("fsx:DeleteFileSystem", arn, {**dataset, **own}))
+    assert not allowed([csi_driver_policy()], tagged_request("fsx:TagResource", arn, dataset, own))
 
 
 def test_scratch_storage_class_provisions_scratch_2_in_a_private_subnet(dev):

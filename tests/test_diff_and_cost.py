@@ -176,7 +176,11 @@ def test_cost_command_lists_every_always_on_item_with_its_price_and_date(stack, 
               "KMS customer managed key": count("aws:kms/key:Key"),
               "VPC interface endpoint": sum(1 for t, p in declared if t == "aws:ec2/vpcEndpoint:VpcEndpoint"
                                             and p.get("vpcEndpointType") == "Interface"),
-              "CloudWatch Logs": count("aws:cloudwatch/logGroup:LogGroup"),
+              # Control-plane logs priced on an assumed volume; any other group (VPC flow logs) listed, unpriced.
+              "CloudWatch Logs": sum(1 for t, p in declared if t == "aws:cloudwatch/logGroup:LogGroup"
+                                     and str(p.get("name", "")).startswith("/aws/eks/")),
+              "CloudWatch log group": sum(1 for t, p in declared if t == "aws:cloudwatch/logGroup:LogGroup"
+                                          and not str(p.get("name", "")).startswith("/aws/eks/")),
               "load balancer of service": 1, "prometheus volume": 1, "home volumes": 1}
     for what, n in expect.items():
         found = sum(int(m.group(1) or 1) for line in items if what in line

@@ -103,7 +103,12 @@ def test_a_team_added_at_the_top_is_one_added_team_with_its_quota(base, tmp_path
     comment, full = preview_diff(repo, tmp_path, lambda r: edit_config(r, lambda c: c["mlops-platform:teams"].insert(
         0, {"name": "gamma", "gpuQuota": 3, "notebookProfiles": ["cpu"]})))
     found = items(full)
-    assert {a for a, _, _ in found} == {"add", "update"} and "**0** to replace" in comment
+    # Two replacements, both MLflow's user set-up (components/mlflow_auth.py): the Secret of the teams' passwords
+    # gains the new team's (a Secret's data is replaced, not patched) and the users Job, named after the team list,
+    # runs again to create the new team's user (a Job's pod template cannot be updated in place).
+    assert sorted((t, n) for a, t, n in found if a == "replace") == [
+        ("kubernetes:batch/v1:Job", "mlflow-team-users"), ("kubernetes:core/v1:Secret", "mlflow-team-users")]
+    assert {a for a, _, _ in found} == {"add", "update", "replace"} and "**2** to replace" in comment
     # Every added resource is the new team's; every updated one changes only because of it.
     for action, typ, name in found:
         assert "gamma" in (name if action == "add" else entry(full, name)), (action, typ, name)
@@ -113,7 +118,11 @@ def test_a_team_added_at_the_top_is_one_added_team_with_its_quota(base, tmp_path
     quota = entry(full, next(n for a, t, n in found if t == "kubernetes:core/v1:ResourceQuota"))
     # gpuQuota 3 plus the 1 GPU its Kueue queue may borrow (the pools supply 4; docs/capacity.md)
     assert '`spec.hard["requests.nvidia.com/gpu"]`: `4`' in quota
-    assert "> [!" not in comment.split("### Changes by component")[0]    # nothing to warn about
+    # The only warning: those two replacements, each with its reason.
+    summary = comment.split("### Changes by component")[0]
+    warned = [line for line in summary.splitlines() if line.startswith("> - ")]
+    assert summary.count("> [!") == 1 and len(warned) == 2
+    assert all("**mlflow-team-users** (mlflow)" in line for line in warned)
 
 
 def _bump(version: str) -> str:

@@ -145,9 +145,13 @@ def test_network_policies_admit_team_namespaces_only_and_let_out_dns_database_s3
     policies = {p["metadata"]["name"]: p["spec"] for p in dev.objects("NetworkPolicy", "mlflow")}
     assert policies["default-deny"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
     ingress = policies["server-ingress"]["ingress"]
+    # Team namespaces, and the Job that creates the teams' MLflow users (components/mlflow_auth.py).
+    users = {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "mlflow-users"}}}
     assert ingress == [{"from": [{"namespaceSelector": {"matchExpressions": [
-        {"key": labels.TEAM, "operator": "Exists"}]}}], "ports": [{"protocol": "TCP", "port": 5000}]}]
+        {"key": labels.TEAM, "operator": "Exists"}]}}, users], "ports": [{"protocol": "TCP", "port": 5000}]}]
     assert not any("ingress" in spec for name, spec in policies.items() if name != "server-ingress")
+    assert policies.pop("users-egress")["egress"] == [{"to": [{"podSelector": {"matchLabels": MLFLOW.pod_labels}}],
+                                                      "ports": [{"protocol": "TCP", "port": 5000}]}]
     egress = [rule for spec in policies.values() for rule in spec.get("egress", [])]
     ports = sorted((p["protocol"], p["port"]) for rule in egress for p in rule["ports"])
     assert ports == [("TCP", 53), ("TCP", 443), ("TCP", 443), ("TCP", 5432), ("UDP", 53)]

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from components import model_rollout
+from components import labels, mlflow_auth, model_rollout
 from components.endpoints import MLFLOW, PROMETHEUS_API
 from components.mlflow import MLFLOW_IMAGE
 from components.serving import ROLLOUT_OWNED_FIELDS
@@ -68,6 +68,31 @@ def test_the_service_runs_the_shipped_code_with_the_mlflow_image_and_this_stacks
     assert job_env["WEBHOOK_URL"] == f"http://{model_rollout.NAME}.{MLFLOW.namespace}.svc.cluster.local/webhook"
 
 
+def test_the_service_and_the_webhook_job_use_the_rollout_user_with_edit_on_the_registry_models_only(rendered):
+    """MLflow runs with basic auth: the service and the registration Job authenticate as the rollout user, whose
+    credentials sit in MLflow's namespace only, and the users Job grants it EDIT on the registry-mode models only
+    (tests/test_mlflow_auth.py proves those rights on a real server)."""
+    ns = MLFLOW.namespace
+    creds = {k: (mlflow_auth.ROLLOUT_SECRET, k) for k in (mlflow_auth.USERNAME_KEY, mlflow_auth.PASSWORD_KEY)}
+    register = next(o for o in rendered.objects("Job", ns)
+                    if o["metadata"]["name"].startswith(f"{model_rollout.NAME}-register-"))
+    service = rendered.obj("Deployment", model_rollout.NAME, ns)
+    for pod in (service["spec"]["template"]["spec"], register["spec"]["template"]["spec"]):
+        env = pod["containers"][0]["env"]
+        assert {e["name"]: (e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"])
+                for e in env if e["name"] in creds} == creds
+    assert [o["metadata"]["namespace"] for o in rendered.objects("Secret")
+            if o["metadata"]["name"] == mlflow_auth.ROLLOUT_SECRET] == [ns]
+    users_job = next(o for o in rendered.objects("Job", ns)
+                     if o["metadata"].get("labels") == mlflow_auth.BOOTSTRAP_LABELS)
+    users_env = {e["name"]: e.get("value") for e in users_job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    registry_models = sorted({m["registeredModel"] for m in json.loads(rendered.obj(
+        "ConfigMap", model_rollout.NAME, ns)["data"]["rollout.json"])["models"]})
+    assert "churn-detector" in registry_models
+    assert json.loads(users_env["ROLLOUT_MODELS"]) == registry_models
+    assert (users_env["ROLLOUT_USERNAME"], users_env["ROLLOUT_PERMISSION"]) == (mlflow_auth.ROLLOUT_USERNAME, "EDIT")
+
+
 def test_the_service_may_patch_exactly_the_registry_mode_inference_services(rendered):
     roles = [o for o in rollout_objects(rendered, "Role")]
     rules = {r["metadata"]["namespace"]: r["rules"] for r in roles}
@@ -110,6 +135,25 @@ def test_network_policies_allow_the_four_peers_and_nothing_else(rendered):
     # The registration Job reaches MLflow and DNS only: no API server, no Prometheus.
     job_egress = netpol.allowed(policies, ns, model_rollout.REGISTER_LABELS, EGRESS)
     assert not [r for r in job_egress if r.peer.cidr] and len(job_egress) == 3
+
+
+def test_mlflow_server_admits_exactly_team_namespaces_and_its_three_jobs_and_reaches_the_service_only(rendered):
+    """Both sides' MLflow NetworkPolicies together (components/mlflow.py and this component): the server is reached
+    from team namespaces, the users Job (its admin), the rollout service and the webhook Job, on its port; among pods
+    it reaches the rollout service only (the rest of its egress is the database, S3 and STS CIDRs)."""
+    policies = rendered.objects("NetworkPolicy")
+    ns, port = MLFLOW.namespace, Port("TCP", MLFLOW.port)
+    ingress = netpol.allowed(policies, ns, MLFLOW.pod_labels, INGRESS)
+    assert {r.port for r in ingress} == {port}
+    teams = {r.peer for r in ingress if r.peer.namespaces and r.peer.namespaces.expressions}
+    assert [str(p.namespaces) for p in teams] == [str(netpol.Selector(expressions=frozenset(
+        {(labels.TEAM, "Exists", frozenset())})))] and all(p.pods.everything for p in teams)
+    assert {r.peer for r in ingress} - teams == {Peer.pods_in(ns, mlflow_auth.BOOTSTRAP_LABELS),
+                                                 Peer.pods_in(ns, model_rollout.SERVICE_LABELS),
+                                                 Peer.pods_in(ns, model_rollout.REGISTER_LABELS)}
+    egress = netpol.allowed(policies, ns, MLFLOW.pod_labels, EGRESS)
+    pods = {(r.peer, r.port) for r in egress if r.peer.cidr is None and "kube-dns" not in str(r.peer)}
+    assert pods == {(Peer.pods_in(ns, model_rollout.SERVICE_LABELS), Port("TCP", model_rollout.PORT))}
 
 
 def test_nothing_is_declared_without_a_registry_model():

@@ -433,3 +433,44 @@ def test_a_generated_profile_shrinks_to_the_only_instance_its_pool_has():
                                              "sharing": {"mode": "time-slicing", "replicas": 4}}]})
     t4 = notebook_profiles(cfg)["t4"]                     # only the g4dn.xlarge node group offers whole T4s
     assert (t4.pool, t4.cpu, t4.memory_gb) == ("t4", 3, 15)
+
+
+def test_real_kubespawner_builds_a_restricted_notebook_pod_with_the_teams_mlflow_credentials(dev):
+    """KubeSpawner (the clients venv's, the hub image's version) turns the rendered values into the server pod:
+    Pod Security `restricted` settings, and MLflow credentials from the pod's own namespace's Secret."""
+    import subprocess
+
+    from tests import upstream
+
+    values = dev.helm("jupyterhub")["values"]
+    spawner = values["hub"]["config"]["KubeSpawner"]
+    script = """
+import asyncio, json, sys
+from kubernetes_asyncio.client import ApiClient
+from kubespawner.objects import make_pod
+cfg = json.load(sys.stdin)
+pod = make_pod(name="jupyter-ana", cmd=["jupyterhub-singleuser"], port=8888, image="quay.io/jupyter/base-notebook:2025-01-13",
+               image_pull_policy="IfNotPresent", uid=cfg["uid"], fs_gid=cfg["fsGid"],
+               allow_privilege_escalation=cfg["allowPrivilegeEscalation"],
+               container_security_context=cfg["csc"], pod_security_context=cfg["psc"], env=cfg["env"])
+async def main():
+    async with ApiClient() as client:
+        print(json.dumps(client.sanitize_for_serialization(pod)))
+asyncio.run(main())
+"""
+    given = {"env": values["singleuser"]["extraEnv"], "uid": values["singleuser"].get("uid", 1000),
+             "fsGid": values["singleuser"].get("fsGid", 100),
+             "allowPrivilegeEscalation": values["singleuser"]["allowPrivilegeEscalation"],
+             "csc": spawner["container_security_context"], "psc": spawner["pod_security_context"]}
+    done = subprocess.run([upstream.clients_python(), "-c", script], input=json.dumps(given), capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    pod = json.loads(done.stdout)
+    (container,) = pod["spec"]["containers"]
+    sc = {**pod["spec"]["securityContext"], **container["securityContext"]}
+    assert sc["runAsNonRoot"] is True and sc["runAsUser"] == 1000
+    assert sc["allowPrivilegeEscalation"] is False and sc["capabilities"] == {"drop": ["ALL"]}
+    assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"] if "valueFrom" in e}
+    assert {r["name"] for r in refs.values()} == {"mlflow-credentials"}
+    assert {"MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"} <= set(refs)

@@ -214,6 +214,9 @@ VIOLATIONS: dict[str, Callable[[Plan], Any]] = {
             "containers": [{"name": "pytorch", "image": "nvcr.io/nvidia/pytorch:25.01-py3",
                             "resources": {"limits": {"nvidia.com/gpu": 1}}}]}}}
             for role, n in (("Master", 1), ("Worker", 15))}}}),
+    "cluster-role-no-secrets": lambda p: _add(p, "kubernetes:rbac.authorization.k8s.io/v1:ClusterRole", "reader", {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "secret-reader"},
+        "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list"]}]}),
 }
 
 

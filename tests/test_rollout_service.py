@@ -229,7 +229,8 @@ def test_alias_starts_a_5_percent_canary_then_healthy_series_promote_it(world):
     assert predictor["canaryTrafficPercent"] == 5
     assert predictor["model"]["storageUri"] == "s3://models/v2"
     assert world.cluster.state()["previous-uri"] == "s3://models/v1"
-    assert version_tags(world.mlflow, "2")["rollout.status"] == "canary"
+    # The service patches the InferenceService, then tags the version: the tag may land a moment later.
+    assert wait_for(lambda: version_tags(world.mlflow, "2").get("rollout.status") == "canary", "the canary tag")
 
     world.traffic.requests = 400                     # healthy: no 5xx, p99 50 ms
     wait_for(lambda: world.cluster.state().get("phase") == "promoted", "the promotion")
@@ -310,3 +311,21 @@ def test_a_wrong_signature_is_refused_and_changes_nothing(world):
     signed = {"X-MLflow-Signature": good, "X-MLflow-Timestamp": stamp, "X-MLflow-Delivery-Id": delivery}
     assert http("POST", world.url + "/webhook", body, signed)[0] == 200
     assert world.cluster.state()["phase"] == "canary"
+
+
+def test_run_metrics_the_service_may_not_read_are_left_out_other_errors_are_not(monkeypatch):
+    """Under MLflow's auth the rollout user has no READ on a team's experiment unless the team grants it
+    (components/mlflow_auth.py): a 403 on the run means no registry metrics, not a failed reconcile."""
+    sys.path.insert(0, str(SERVICE.parent))
+    import rollout
+
+    class Refusing:
+        def __init__(self, code: int) -> None:
+            self.code = code
+
+        def call(self, method: str, path: str, body: Any = None) -> Any:
+            raise urllib.error.HTTPError(path, self.code, "refused", {}, None)
+
+    assert rollout.Mlflow(Refusing(403)).run_metrics("r1") == {}
+    with pytest.raises(urllib.error.HTTPError):
+        rollout.Mlflow(Refusing(500)).run_metrics("r1")

@@ -105,6 +105,7 @@ def test_inference_service_runs_in_the_team_namespace_as_its_serving_account(dev
         "modelFormat": {"name": "xgboost"}, "runtime": "kserve-xgbserver",
         "storageUri": "s3://acme-ml-models-dev/fraud/v3",
         "resources": {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"cpu": "1", "memory": "2Gi"}},
+        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
     }
     assert predictor["annotations"]["autoscaling.knative.dev/class"] == "hpa.autoscaling.knative.dev"
     assert "canaryTrafficPercent" not in predictor
@@ -223,3 +224,17 @@ def test_the_install_serves_requests_from_where_the_team_policies_expect_them():
     moved = (PodSource(namespace="knative-serving", pod_labels={"app": "3scale-kourier-gateway"}), SERVING_INGRESS[1])
     with pytest.raises(ValueError, match="Knative/Kourier run as"):
         serving._check_ingress(moved)
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_inference_services_run_restricted(stack, request):
+    """Pod Security `restricted` for the model server (the queue-proxy and storage-initializer are Knative's and
+    KServe's): non-root, runtime seccomp, no privilege escalation, no capabilities."""
+    services = request.getfixturevalue(stack).objects("InferenceService")
+    assert services
+    for isvc in services:
+        predictor = isvc["spec"]["predictor"]
+        pod, container = predictor["securityContext"], predictor["model"]["securityContext"]
+        assert pod["runAsNonRoot"] is True and pod["runAsUser"] != 0
+        assert pod["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert container == {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}

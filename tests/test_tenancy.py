@@ -12,6 +12,7 @@ from components import labels
 from components.config import parse_config
 from components.endpoints import (JUPYTERHUB_API, MLFLOW, NOTEBOOK_INGRESS, PRIORITY_CLASSES, PROMETHEUS,
                                   SERVING_INGRESS)
+from components.tenancy import SHELL_SUBRESOURCES
 from policies import netpol
 from policies.netpol import EGRESS, INGRESS, Peer, Port, Reach
 from preview.aws_mocks import S3_PREFIX_LISTS
@@ -450,3 +451,21 @@ def test_without_jupyterhub_no_pod_may_claim_to_be_a_notebook():
     config[PREFIX + "notebooks"] = {**config.get(PREFIX + "notebooks", {}), "enabled": False}
     policy = Rendered(run_config(config)).obj("ValidatingAdmissionPolicy", "mlops-notebook-label")
     assert _label_admission(policy, "CREATE", NOTEBOOK_SPAWNER, "notebook")
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_no_team_group_can_exec_attach_or_port_forward(stack, request):
+    """Every Role or ClusterRole bound to a Group in a team namespace: no shell into pods (a colleague's notebook
+    server included). RBAC cannot say "your own pod only", so the subresources are not granted at all."""
+    r = request.getfixturevalue(stack)
+    teams = {ns["metadata"]["name"] for ns in r.objects("Namespace") if labels.TEAM in ns["metadata"].get("labels", {})}
+    assert teams
+    for binding in r.objects("RoleBinding"):
+        if binding["metadata"]["namespace"] not in teams or not any(
+                s["kind"] in ("Group", "User") for s in binding["subjects"]):
+            continue
+        ref = binding["roleRef"]
+        role = (r.obj("Role", ref["name"], binding["metadata"]["namespace"]) if ref["kind"] == "Role"
+                else r.obj("ClusterRole", ref["name"]))
+        granted = {res for rule in role["rules"] if {"", "*"} & set(rule["apiGroups"]) for res in rule["resources"]}
+        assert not granted & {*SHELL_SUBRESOURCES, "pods/*", "*"}, (binding["metadata"], granted)

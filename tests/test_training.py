@@ -7,7 +7,9 @@ Regenerate the example after changing the template:
 
 from __future__ import annotations
 
+import copy
 import os
+import re
 
 import pytest
 import yaml
@@ -15,7 +17,16 @@ import yaml
 from components import labels
 from components.config import ConfigError, parse_config, training_pool
 from components.endpoints import PRIORITY_CLASSES, TeamAccess
-from components.training import CRD_URL, NAMESPACE, OPERATOR_IMAGE, TRAINING_OPERATOR_VERSION, WEBHOOK_CONFIGURATION
+from components.training import (
+    CRD_URL,
+    NAMESPACE,
+    INIT_TEMPLATE_CONFIGMAP,
+    INIT_TEMPLATE_DIR,
+    INIT_TEMPLATE_FILE,
+    OPERATOR_IMAGE,
+    TRAINING_OPERATOR_VERSION,
+    WEBHOOK_CONFIGURATION,
+)
 from components.training_jobs import DEFAULTS_CONFIGMAP, example_pytorchjob
 from policies import POLICIES
 from preview.check import evaluate
@@ -37,6 +48,7 @@ EXAMPLE_HEADER = f"""\
 # - the dataset claim `dataset-transactions` is mounted read-only at /datasets/transactions;
 # - priority class `mlops-training`; the image comes from the team's ECR repository (pushed by the scanning CI);
 # - label `kueue.x-k8s.io/queue-name: training`: Kueue admits the job whole through the team's LocalQueue;
+# - Pod Security `restricted`: non-root (uid 1000), no privilege escalation, no capabilities, seccomp RuntimeDefault.
 # - label `mlops.platform/mlflow-run-id`: the MLflow run this job logs to (create it first; its id replaces this one);
 #   the pods get it as MLFLOW_RUN_ID, and the training dashboard links the job's GPU-hours and cost to that run.
 # The same pod template is in the team namespace's ConfigMap `training-job-defaults` (components/training.py).
@@ -202,3 +214,84 @@ def test_injected_images_must_be_pinned_and_allowed():
         _config("dev", training={"initContainerImage": "public.ecr.aws/docker/library/alpine:latest"})
     with pytest.raises(ConfigError, match=r"training\.mpiKubectlDeliveryImage: is not from a registry"):
         _config("dev", training={"mpiKubectlDeliveryImage": "docker.io/someone/kubectl-delivery:v1"})
+
+
+# ---- security: Secrets only in the operator's namespace, restricted pods (issue 18) -------------------------------
+
+RESTRICTED_CONTAINER = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+
+
+def assert_restricted(spec: dict, where: str) -> None:
+    """What Pod Security `restricted` asks of a pod spec (pod-level settings inherited by containers)."""
+    pod = spec.get("securityContext", {})
+    for c in [*spec.get("initContainers", []), *spec["containers"]]:
+        sc = {**pod, **c.get("securityContext", {})}
+        assert sc.get("runAsNonRoot") is True and sc.get("runAsUser", 1) != 0, (where, c["name"])
+        assert sc.get("seccompProfile", {}).get("type") in ("RuntimeDefault", "Localhost"), (where, c["name"])
+        for key, value in RESTRICTED_CONTAINER.items():
+            assert sc.get(key) == value, (where, c["name"], key)
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_operator_reads_secrets_only_in_its_own_namespace(stack, request):
+    r = request.getfixturevalue(stack)
+    cluster_rules = r.obj("ClusterRole", "training-operator")["rules"]
+    assert not [rule for rule in cluster_rules if {"secrets", "*"} & set(rule["resources"])]
+    webhook_writes = [rule for rule in cluster_rules if "validatingwebhookconfigurations" in rule["resources"]
+                      and "update" in rule["verbs"]]
+    assert [rule.get("resourceNames") for rule in webhook_writes] == [[WEBHOOK_CONFIGURATION]]
+    role = r.obj("Role", "training-operator", NAMESPACE)
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch", "update"]}]
+    binding = r.obj("RoleBinding", "training-operator", NAMESPACE)
+    assert binding["roleRef"]["kind"] == "Role"
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "training-operator", "namespace": NAMESPACE}]
+    # The namespace holds the webhook certificate and nothing else the platform declares.
+    assert [s["metadata"]["name"] for s in r.objects("Secret", NAMESPACE)] == ["training-operator-webhook-cert"]
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_operator_and_its_worker_init_container_are_restricted(stack, request):
+    r = request.getfixturevalue(stack)
+    spec = r.obj("Deployment", "training-operator", NAMESPACE)["spec"]["template"]["spec"]
+    assert_restricted(spec, "operator")
+    (container,) = spec["containers"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    # The exact release tag (digests cannot be resolved offline; the tag is the release's, never a moving one).
+    assert re.fullmatch(r"docker\.io/kubeflow/training-operator:v\d+\.\d+\.\d+", container["image"])
+    template_file = f"{INIT_TEMPLATE_DIR}/{INIT_TEMPLATE_FILE}"
+    assert f"--pytorch-init-container-template-file={template_file}" in container["args"]
+    mount = next(m for m in container["volumeMounts"] if m["mountPath"] == INIT_TEMPLATE_DIR)
+    volume = next(v for v in spec["volumes"] if v["name"] == mount["name"])
+    data = r.obj("ConfigMap", volume["configMap"]["name"], NAMESPACE)["data"]
+    assert volume["configMap"]["name"] == INIT_TEMPLATE_CONFIGMAP
+    # The operator renders it as a Go template, then reads a list of containers.
+    filled = (data[INIT_TEMPLATE_FILE].replace("{{.InitContainerImage}}", "alpine:3.22")
+              .replace("{{.MaxTries}}", "100").replace("{{.MasterAddr}}", "job-master-0"))
+    (init,) = yaml.safe_load(filled)
+    assert init["name"] == "init-pytorch" and "nslookup job-master-0" in init["command"][-1]
+    assert_restricted({"containers": [init]}, "init-pytorch")
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_job_templates_and_the_example_are_restricted(stack, request):
+    r = request.getfixturevalue(stack)
+    for cm in r.objects("ConfigMap"):
+        if cm["metadata"]["name"] == DEFAULTS_CONFIGMAP:
+            assert_restricted(yaml.safe_load(cm["data"]["podTemplate.yaml"])["spec"], cm["metadata"]["namespace"])
+    example = yaml.safe_load(EXAMPLE.read_text())
+    for role, replica in example["spec"]["pytorchReplicaSpecs"].items():
+        assert_restricted(replica["template"]["spec"], role)
+
+
+def test_the_restricted_check_fails_on_a_root_or_escalating_template():
+    spec = rendered_example()["spec"]["pytorchReplicaSpecs"]["Worker"]["template"]["spec"]
+    assert_restricted(spec, "worker")
+    for breaks in (lambda s: s["securityContext"].pop("runAsNonRoot"),
+                   lambda s: s["securityContext"].update(runAsUser=0),
+                   lambda s: s["securityContext"].pop("seccompProfile"),
+                   lambda s: s["containers"][0]["securityContext"].update(allowPrivilegeEscalation=True),
+                   lambda s: s["containers"][0]["securityContext"].pop("capabilities")):
+        broken = copy.deepcopy(spec)
+        breaks(broken)
+        with pytest.raises(AssertionError):
+            assert_restricted(broken, "mutated")

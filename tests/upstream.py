@@ -57,9 +57,12 @@ def data_dir(kind: str) -> Path:
 
 
 def tool(name: str, how: str) -> str:
-    """Path of an external tool: `MLOPS_<NAME>`, else `.cache/tools/<name>`, else PATH; `how` says how to install it."""
+    """Path of an external tool: `MLOPS_<NAME>`, else `.cache/tools/<name>`, else a venv of its own beside the project's
+    (`.venv-<name>/bin/<name>`, for Python tools whose pins clash with the main venv), else PATH; `how` says how to
+    install it."""
     env = f"MLOPS_{name.upper()}"
-    for path in (os.environ.get(env), CACHE_DIR / "tools" / name, shutil.which(name)):
+    own_venv = PROJECT_DIR / f".venv-{name}" / "bin" / name
+    for path in (os.environ.get(env), CACHE_DIR / "tools" / name, own_venv, shutil.which(name)):
         if path and Path(path).is_file() and os.access(path, os.X_OK):
             return str(path)
     missing(f"{name} not found (set {env}, or {how})")

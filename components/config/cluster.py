@@ -97,11 +97,15 @@ class ClusterConfig(Model):
     kubernetes_version: Annotated[str, Field(pattern=r"^1\.\d{2}$")] = Field(
         catalog.versions()["kubernetes"], description="Kubernetes minor version of the control plane, for example '1.34'.")
     admin_role_arns: list[IamRoleArn] = Field([], description=(
-        "IAM roles given cluster-admin through EKS access entries."))
-    endpoint_public_access: bool = Field(True, description=(
-        "Whether the API server endpoint is reachable from the internet (within publicAccessCidrs)."))
-    public_access_cidrs: list[Cidr] = Field(["0.0.0.0/0"], description=(
-        "CIDRs allowed to reach the public API server endpoint."))
+        "IAM roles that administer the cluster (EKS access entries with the cluster-admin access policy). The "
+        "cluster creator gets no implicit admin access: the role running `pulumi up` is one of these or "
+        "`ciRoles.deploy`."))
+    endpoint_public_access: bool = Field(False, description=(
+        "Whether the Kubernetes API also has a public endpoint. Off by default: the API is reached from inside the "
+        "VPC (VPN, bastion, a self-hosted runner). Turning it on requires `publicAccessCidrs`."))
+    public_access_cidrs: list[Cidr] = Field([], description=(
+        "The networks allowed to reach the public API endpoint (e.g. the office and the CI runners' egress); "
+        "required when `endpointPublicAccess` is true. In prod none wider than /16 (never 0.0.0.0/0)."))
     log_types: list[Literal[CONTROL_PLANE_LOG_TYPES]] = Field(list(CONTROL_PLANE_LOG_TYPES), description=(  # type: ignore[valid-type]
         "Control-plane log types sent to CloudWatch."))
     log_retention_days: Literal[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1827, 3653] = Field(30, description=(
@@ -158,13 +162,21 @@ def version_problems(version: str, today: datetime.date | None = None) -> list[P
 
 
 def endpoint_problems(cfg: PlatformConfig) -> list[Problem]:
-    """In prod the API endpoint is private, or public only from explicit, narrow CIDRs."""
+    """The API endpoint is private unless the stack lists the networks allowed in (EKS would otherwise open a public
+    endpoint to 0.0.0.0/0); in prod those networks are explicit, narrow ranges."""
     cluster = cfg.cluster
-    if not cfg.is_prod or not cluster.endpoint_public_access:
+    if cluster.public_access_cidrs and not cluster.endpoint_public_access:
+        return [Problem("cluster.publicAccessCidrs", "has no effect while endpointPublicAccess is false; set "
+                        "endpointPublicAccess: true to open the public endpoint to these networks, or remove it",
+                        cluster.public_access_cidrs)]
+    if not cluster.endpoint_public_access:
         return []
     if not cluster.public_access_cidrs:
-        return [Problem("cluster.publicAccessCidrs", "must list the CIDRs that may reach the public API endpoint in "
-                        "prod (your office and CI ranges), or set endpointPublicAccess: false", [])]
+        return [Problem("cluster.publicAccessCidrs", "must list the networks allowed to reach the public API "
+                        "endpoint when endpointPublicAccess is true (EKS would otherwise open it to 0.0.0.0/0), "
+                        "e.g. [203.0.113.0/24]", [])]
+    if not cfg.is_prod:
+        return []
     return [Problem(f"cluster.publicAccessCidrs[{i}]", f"is wider than /{PROD_MAX_PUBLIC_PREFIX}: a prod API endpoint "
                     "is public only to explicit ranges (or set endpointPublicAccess: false)", cidr)
             for i, cidr in enumerate(cluster.public_access_cidrs)

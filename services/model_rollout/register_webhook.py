@@ -48,6 +48,8 @@ if __name__ == "__main__":
         try:
             print(register())
             break
+        except urllib.error.HTTPError:                  # MLflow answered (401: wrong credentials): no retry helps
+            raise
         except (urllib.error.URLError, ConnectionError) as e:
             print(f"MLflow not reachable yet ({e}); retrying")
             time.sleep(10)

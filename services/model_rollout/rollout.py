@@ -10,8 +10,9 @@ platform namespace. It is a client of three real APIs:
 Outcomes are recorded on the model version in MLflow (tags), as Kubernetes Events and as Prometheus metrics.
 
 Configuration (environment): ROLLOUT_CONFIG (JSON file: {"models": [...]}, written by the stack), WEBHOOK_SECRET,
-MLFLOW_TRACKING_URI, PROMETHEUS_URL, KUBE_API_URL / KUBE_TOKEN_FILE / KUBE_CA_FILE (in-cluster defaults),
-RECONCILE_SECONDS, PORT.
+MLFLOW_TRACKING_URI, MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD (MLflow's basic auth: the service's own user,
+EDIT on the rolled-out registered models only), PROMETHEUS_URL, KUBE_API_URL / KUBE_TOKEN_FILE / KUBE_CA_FILE
+(in-cluster defaults), RECONCILE_SECONDS, PORT.
 """
 
 from __future__ import annotations
@@ -114,7 +115,14 @@ class Mlflow:
         return self.http.call("GET", f"/api/2.0/mlflow/model-versions/get?{query}")["model_version"]
 
     def run_metrics(self, run_id: str) -> dict[str, float]:
-        run = self.http.call("GET", f"/api/2.0/mlflow/runs/get?run_id={urllib.parse.quote(run_id)}")["run"]
+        """The run's logged metrics; none when the service may not read the run: under MLflow's auth that takes READ
+        on the team's experiment, which only the team can grant (docs/security.md), and rollouts do not need it."""
+        try:
+            run = self.http.call("GET", f"/api/2.0/mlflow/runs/get?run_id={urllib.parse.quote(run_id)}")["run"]
+        except urllib.error.HTTPError as e:
+            if e.code != 403:
+                raise
+            return {}
         return {m["key"]: float(m["value"]) for m in run.get("data", {}).get("metrics", [])}
 
     def tag(self, name: str, version: str, tags: dict[str, str]) -> None:

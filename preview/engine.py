@@ -20,7 +20,7 @@ import runpy
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 from google.protobuf import json_format
@@ -253,8 +253,10 @@ def _offline_runtime():
 
 
 def run_program(stack: str, config: dict[str, str], secret_keys: list[str] = (),
-                project_dir: Path = PROJECT_DIR, project: str = "mlops-platform") -> Run:
-    """Execute `<project_dir>/__main__.py` for `stack` with `config`; return everything it registered."""
+                project_dir: Path = PROJECT_DIR, project: str = "mlops-platform",
+                body: Callable[[], Any] | None = None) -> Run:
+    """Execute `<project_dir>/__main__.py` for `stack` with `config`; return everything it registered.
+    `body` runs instead of the program (tests/components.py: one component under the same mocks and runtime)."""
     region = config.get("aws:region", "us-west-2")
     monitor = RecordingMonitor(AwsLikeMocks(region=region))
 
@@ -284,7 +286,7 @@ def run_program(stack: str, config: dict[str, str], secret_keys: list[str] = (),
         loop = asyncio.new_event_loop()
         try:
             with _offline_runtime():
-                loop.run_until_complete(run_in_stack(lambda: runpy.run_path(program, run_name="__main__")))
+                loop.run_until_complete(run_in_stack(body or (lambda: runpy.run_path(program, run_name="__main__"))))
         finally:
             for task in asyncio.all_tasks(loop):
                 task.cancel()

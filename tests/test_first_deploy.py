@@ -4,8 +4,6 @@ summary, advisory policy, the bootstrap's quota requests). Configs are built fro
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 import yaml
@@ -17,7 +15,7 @@ from components.config.secrets import PLACEHOLDER_PREFIX
 from components.planning import quotas
 from policies.quotas import quota_problems
 from preview import engine, render
-from tests.conftest import PROJECT_DIR, Rendered, config_problems, fixture_stack_file, raw_config, run_config, stack_yaml
+from tests.conftest import PROJECT_DIR, Rendered, config_problems, preview_cli, raw_config, run_config, stack_yaml
 
 PREVIEW = "arn:aws:iam::123456789012:role/ci-preview"
 DEPLOY = "arn:aws:iam::123456789012:role/ci-deploy"
@@ -155,15 +153,14 @@ def test_the_config_and_the_plan_give_the_same_quotas(stack, request):
     assert declared, "the shipped stacks have GPU pools"
 
 
-def test_preview_cost_and_the_summary_show_each_quota(prod, tmp_path):
+def test_preview_cost_and_the_summary_show_each_quota(prod, tmp_path, monkeypatch, capsys):
     needs = render.quota_needs(prod.run)
-    result = subprocess.run([sys.executable, "-m", "preview", "cost", "prod", "--config", str(fixture_stack_file("prod"))], cwd=PROJECT_DIR,
-                            capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
+    code, stdout = preview_cli(["cost", "prod"], prod.run, monkeypatch, capsys)
+    assert code == 0
     render.write(prod.run, tmp_path, [])
     summary = (tmp_path / "summary.md").read_text()
     for q in needs:
-        assert f"| {q.name} | `{q.code}` | {q.capacity_type} | {q.vcpus} |" in result.stdout
+        assert f"| {q.name} | `{q.code}` | {q.capacity_type} | {q.vcpus} |" in stdout
         assert f"- `{q.code}` {q.name}: {q.vcpus} vCPUs" in summary
 
 

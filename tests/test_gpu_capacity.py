@@ -14,7 +14,7 @@ from components.config import parse_config
 from components.gpu_operator import DEVICE_PLUGIN_CONFIGMAP, MIG_PARTED_CONFIGMAP
 from components.karpenter import KARPENTER_VERSION, gpu_node_pool, node_class_spec, node_overlays
 from preview import render
-from tests.conftest import Rendered, cli_render, fixture_stack_file, run_config, stack_yaml, raw_config as raw, config_problems as problems
+from tests.conftest import Rendered, preview_cli, run_config, stack_yaml, raw_config as raw, config_problems as problems
 
 PREFIX = "mlops-platform:"
 
@@ -205,8 +205,10 @@ def test_dev_is_cheap_and_prod_realistic(dev, prod):
     assert dev.helm("karpenter")["values"]["replicas"] == 1 and prod.helm("karpenter")["values"]["replicas"] == 2
 
 
-def test_preview_prints_each_gpu_pool_with_type_sharing_and_maximum(tmp_path_factory):
-    out, stdout = cli_render("prod", tmp_path_factory, fixture_stack_file("prod"))
+def test_preview_prints_each_gpu_pool_with_type_sharing_and_maximum(prod, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "build"
+    code, stdout = preview_cli(["render", "prod", "--out", str(out)], prod.run, monkeypatch, capsys)
+    assert code == 0
     assert "  NodePool training: GPU a100-40gb, sharing none, max 32 GPUs" in stdout
     assert "  NodePool inference: GPU l4, sharing time-slicing, max 8 GPUs" in stdout
     assert "  NodePool inference-mig: GPU a100-80gb, sharing mig, max 8 GPUs" in stdout

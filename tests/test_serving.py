@@ -7,11 +7,12 @@ import json
 
 import pytest
 
-from components import catalog, labels, serving
-from components.config import ModelDeploymentConfig
-from components.endpoints import SERVING_INGRESS, PodSource
+from components import catalog, labels, serving, tenancy
+from components.config import ModelDeploymentConfig, parse_config
+from components.endpoints import JUPYTERHUB_API, MLFLOW, NOTEBOOK_INGRESS, SERVING_INGRESS, PodSource
 from tests import schemas
-from tests.conftest import Rendered, run_config, stack_yaml, raw_config as raw, config_problems as problems
+from tests.components import cluster_access, render_component, team_access
+from tests.conftest import Rendered, raw_config as raw, config_problems as problems
 
 PREFIX = "mlops-platform:"
 ISVC = "kubernetes:serving.kserve.io/v1beta1:InferenceService"
@@ -117,34 +118,54 @@ def test_inference_service_runs_in_the_team_namespace_as_its_serving_account(dev
     assert team_objects and team_objects | {runtimes.urn} <= set(registration.dependencies)
 
 
+# One team with a canary on one model and a GPU model, each component rendered alone (tests/components.py): the
+# serving behaviour needs no whole stack.
+TEAM = {"name": "team-a", "gpuQuota": 3, "models": [          # the ranker's 3 replicas at peak, one GPU each
+    {"name": "scorer", "location": "s3://team-a-models/scorer/v3", "framework": "xgboost", "peakRps": 200,
+     "canary": {"location": "s3://team-a-models/scorer/v4", "trafficPercent": 5}},
+    {"name": "ranker", "location": "s3://team-a-models/ranker/v1", "framework": "pytorch", "peakRps": 300,
+     "gpu": True}]}
+
+
 @pytest.fixture(scope="module")
 def variants() -> Rendered:
-    """dev with a canary on the fraud model and a GPU model for reco-lab."""
-    config = stack_yaml("dev")
-    teams = config[PREFIX + "teams"]
-    teams[0]["models"][0]["canary"] = {"location": "s3://acme-ml-models-dev/fraud/v4", "trafficPercent": 5}
-    teams[1]["gpuQuota"] = 3            # the ranker's 3 replicas at peak, one GPU each
-    teams[1]["models"] = [{"name": "ranker", "location": "s3://acme-ml-models-dev/ranker/v1", "framework": "pytorch",
-                           "peakRps": 300, "gpu": True}]
-    return Rendered(run_config(config, stack="dev"))
+    """The Serving component alone, for TEAM."""
+    config = parse_config({"environment": "dev", "teams": [TEAM]})
+
+    def build() -> None:
+        access = cluster_access()
+        serving.Serving("serving", serving.ServingArgs(
+            access=access, is_prod=False, teams=config.teams,
+            team_access=[team_access(t.name, access) for t in config.teams]))
+    return render_component(build)
 
 
 def test_canary_rolls_the_new_version_out_to_its_share(variants):
-    predictor = variants.obj("InferenceService", "fraud-model", "risk-lab")["spec"]["predictor"]
+    predictor = variants.obj("InferenceService", "scorer", "team-a")["spec"]["predictor"]
     assert predictor["canaryTrafficPercent"] == 5
-    assert predictor["model"]["storageUri"] == "s3://acme-ml-models-dev/fraud/v4"
+    assert predictor["model"]["storageUri"] == "s3://team-a-models/scorer/v4"
+    assert "canaryTrafficPercent" not in variants.obj("InferenceService", "ranker", "team-a")["spec"]["predictor"]
 
 
-def test_the_serving_role_may_read_the_canary_version_too(variants):
-    role = variants.one("aws:iam/role:Role", "team-risk-lab-serving")
-    policy = variants.one("aws:iam/rolePolicy:RolePolicy", "team-risk-lab-serving-inline").inputs["policy"]
+def test_the_serving_role_may_read_the_canary_version_too():
+    """The Team component alone: its serving role reads both versions of a model under a canary."""
+    (team,) = parse_config({"environment": "dev", "teams": [TEAM]}).teams
+
+    def build() -> None:
+        tenancy.Team("team-a", tenancy.TeamArgs(
+            config=team, access=cluster_access(), mlflow=MLFLOW, serving_ingress=SERVING_INGRESS,
+            jupyterhub_api=JUPYTERHUB_API, notebook_ingress=NOTEBOOK_INGRESS, s3_cidrs=["52.218.128.0/17"],
+            sts_cidrs=["10.0.0.10/32"], datasets=[]))
+    rendered = render_component(build)
+    role = rendered.one("aws:iam/role:Role", "team-a-serving")
+    policy = rendered.one("aws:iam/rolePolicy:RolePolicy", "team-a-serving-inline").inputs["policy"]
     resources = {r for st in json.loads(policy)["Statement"] for r in
                  ([st["Resource"]] if isinstance(st["Resource"], str) else st["Resource"])}
-    assert "arn:aws:s3:::acme-ml-models-dev/fraud/v4/*" in resources and role
+    assert {"arn:aws:s3:::team-a-models/scorer/v3/*", "arn:aws:s3:::team-a-models/scorer/v4/*"} <= resources and role
 
 
 def test_gpu_model_asks_for_a_gpu_in_limits_tolerates_the_taint_and_targets_a_gpu_pool(variants):
-    predictor = variants.obj("InferenceService", "ranker", "reco-lab")["spec"]["predictor"]
+    predictor = variants.obj("InferenceService", "ranker", "team-a")["spec"]["predictor"]
     assert predictor["model"]["resources"]["limits"][labels.GPU_RESOURCE] == "1"
     assert predictor["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
     terms = predictor["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
@@ -160,11 +181,14 @@ def test_canary_and_gpu_inference_services_validate_against_the_kserve_schema(va
     assert schemas.errors(broken, schemas_dir)
 
 
-def test_variants_pass_the_policy_pack(variants):
+def test_variants_pass_the_policy_pack_in_a_stack_with_gpu_pools(variants, dev):
+    """The canary and GPU InferenceServices beside a whole stack's pools and team namespaces (the dev fixture)."""
     from policies import POLICIES
     from preview.check import evaluate
 
-    assert [v for v in evaluate(POLICIES, variants.resources) if v.mandatory] == []
+    isvcs = variants.of_type(ISVC)
+    assert len(isvcs) == 2
+    assert [v.message for v in evaluate(POLICIES, [*dev.resources, *isvcs]) if v.mandatory] == []
 
 
 # ---- KServe, Knative, Kourier ------------------------------------------------------------------------------

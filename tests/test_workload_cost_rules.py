@@ -178,21 +178,28 @@ def test_job_duration_cost_per_job_and_cost_per_1k_requests_from_exporter_shaped
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-@pytest.mark.parametrize("mutation", [
-    ("min by (namespace, training_job, mlflow_run_id) (max by (namespace, pod) (kube_pod_start_time)",
-     "max by (namespace, training_job, mlflow_run_id) (max by (namespace, pod) (kube_pod_start_time)"),  # last start
-    ('"capacity_type", "$1", "label_karpenter_sh_capacity_type"', '"capacity_type", "$1", "label_capacity_type"'),
-    ("(mlops:inference_requests:rate5m > 0) / 3.6", "(mlops:inference_requests:rate5m > 0) / 3600"),
-    ('label_replace(mlops:pod_gpus:sum / on (node) group_left () mlops:node_gpus:count, "resource", "gpu", "", "")',
-     'label_replace(mlops:pod_gpus:sum * 0, "resource", "gpu", "", "")'),        # GPU predictors priced by CPU only
+@pytest.mark.parametrize("mutation, wrong", [
+    (("min by (namespace, training_job, mlflow_run_id) (max by (namespace, pod) (kube_pod_start_time)",
+      "max by (namespace, training_job, mlflow_run_id) (max by (namespace, pod) (kube_pod_start_time)"),  # last start
+     "mlops:training_job_duration:seconds"),
+    (('"capacity_type", "$1", "label_karpenter_sh_capacity_type"', '"capacity_type", "$1", "label_capacity_type"'),
+     "mlops:training_job_gpu_cost:usd_per_hour"),
+    (("(mlops:inference_requests:rate5m > 0) / 3.6", "(mlops:inference_requests:rate5m > 0) / 3600"),
+     "mlops:inference_cost_per_1k_requests:usd"),
+    (('label_replace(mlops:pod_gpus:sum / on (node) group_left () mlops:node_gpus:count, "resource", "gpu", "", "")',
+      'label_replace(mlops:pod_gpus:sum * 0, "resource", "gpu", "", "")'),       # GPU predictors priced by CPU only
+     "mlops:inference_cost_per_1k_requests:usd"),
 ])
-def test_the_figures_fail_when_a_rule_is_broken(stack, promtool, tmp_path, mutation):
+def test_the_figures_fail_when_a_rule_is_broken(stack, promtool, tmp_path, mutation, wrong):
     """Mutations: the job starting at its last pod's start, spot nodes without their capacity type (no price), cost
     per request instead of per 1,000, the GPU share ignored: promtool reports a wrong or missing value."""
     text = yaml.safe_dump({k: v for k, v in rule_files(stack).items() if k in ("mlops-gpu-cost", "mlops-workload-cost")},
                           width=10**6)
     assert text.count(mutation[0]) >= 1, mutation[0]
     done = run(promtool, stack, tmp_path, yaml.safe_load(text.replace(*mutation)))
-    assert done.returncode != 0, mutation
+    # The figure the mutation breaks is what promtool reports (a non-zero exit alone would also come from a rule
+    # file it cannot load).
+    out = done.stdout + done.stderr
+    assert done.returncode != 0 and "FAILED:" in out and f'expr: "{wrong}"' in out, out
 
 

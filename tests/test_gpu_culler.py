@@ -311,3 +311,26 @@ def test_the_culler_token_has_exactly_the_scopes_it_needs(scenario):
     """With its role's scopes a cycle stops an idle server; without any one of them it cannot."""
     assert scenario["hub"].values["loadRoles"]["gpu-culler"]["services"] == ["gpu-culler"]
     assert scenario["probes"] == {user: user == "probe-all" for user in scenario["hub"].probes}, scenario["probes"]
+
+
+@pytest.mark.parametrize("local, inside", [
+    ("2026-11-27 18:00", True),      # Friday 18:00: the window opens
+    ("2026-11-28 03:00", True),      # Saturday night
+    ("2026-11-30 06:59", True),      # Monday, before 07:00
+    ("2026-11-30 07:00", False),     # Monday 07:00: closed
+    ("2026-11-27 17:59", False),     # Friday afternoon
+    ("2026-11-25 12:00", False),     # Wednesday
+])
+def test_off_hours_windows_wrap_over_the_weekend_in_the_team_time_zone(local, inside):
+    module = load_culler()
+    rule = {"timeZone": "Europe/Berlin", "windows": [{"start": "fri 18:00", "end": "mon 07:00"}]}
+    now = datetime.fromisoformat(local).replace(tzinfo=ZoneInfo("Europe/Berlin")).astimezone(timezone.utc)
+    assert module.in_off_hours(rule, now) is inside
+
+
+def test_off_hours_are_read_in_the_team_time_zone():
+    module = load_culler()
+    friday = datetime(2026, 11, 27, 17, 30, tzinfo=timezone.utc)          # 18:30 in Berlin (CET, UTC+1)
+    windows = [{"start": "fri 18:00", "end": "mon 07:00"}]
+    assert module.in_off_hours({"timeZone": "Europe/Berlin", "windows": windows}, friday)
+    assert not module.in_off_hours({"timeZone": "UTC", "windows": windows}, friday)

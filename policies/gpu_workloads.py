@@ -15,7 +15,7 @@ from pulumi_policy import (
 
 from components import catalog, labels
 from components.planning import cost  # the cost command's own arithmetic and prices: one source
-from components.planning.declared_pools import Pool, declared_pools, gpu_pools
+from components.planning.declared_pools import Pool, declared_gpu_pools, declared_pools
 from policies.pod_security import team_namespaces
 from policies.workloads import as_dict, as_list, containers, pod_templates
 
@@ -178,7 +178,7 @@ gpu_workload_requires_limits_toleration_and_pool = StackValidationPolicy(
 
 def gpu_capacity(resources: list[tuple[str, dict[str, Any]]]) -> int:
     """The most physical GPUs the declared pools can supply: managed GPU node groups and Karpenter NodePools."""
-    return sum(pool.max_gpus for pool in gpu_pools(resources))
+    return sum(pool.max_gpus for pool in declared_gpu_pools(resources))
 
 
 def quota_problems(resources: list[tuple[str, dict[str, Any]]]) -> list[str]:

@@ -11,7 +11,7 @@ import yaml
 
 from components.planning import declared_pools as capacity
 from components.planning import quotas
-from components.planning.declared_pools import GpuPool
+from components.planning.declared_pools import DeclaredGpuPool
 from preview.engine import Registration, Run
 
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
@@ -46,9 +46,9 @@ def components(run: Run) -> Counter:
     return Counter(top(r) for r in run.resources if r.custom)
 
 
-def gpu_pool_details(run: Run) -> list[GpuPool]:
+def gpu_pool_details(run: Run) -> list[DeclaredGpuPool]:
     """Every GPU managed node group and GPU Karpenter NodePool declared, with GPU type, sharing and maximum GPUs."""
-    return capacity.gpu_pools((r.type, r.inputs) for r in run.resources if r.custom)
+    return capacity.declared_gpu_pools((r.type, r.inputs) for r in run.resources if r.custom)
 
 
 def quota_needs(run: Run) -> list[quotas.QuotaNeed]:

@@ -117,7 +117,7 @@ def estimate(resources: Iterable[tuple[str, dict[str, Any]]]) -> Cost:
                     cost.burn.append(Line(f"node group {name} at maxSize {scaling.get('maxSize')}",
                                           int(scaling.get("maxSize") or 0) * price, "ec2Spot" if spot else "ec2"))
         elif typ == capacity.NODE_POOL:
-            pool = next(iter(capacity.gpu_pools([(typ, props)])), None)
+            pool = next(iter(capacity.declared_gpu_pools([(typ, props)])), None)
             if pool is None:
                 continue
             types, spot_only = _node_pool_instance_types(props.get("spec") or {})

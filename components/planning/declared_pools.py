@@ -129,7 +129,9 @@ def _config_documents(resources: list[tuple[str, dict]]) -> tuple[dict[str, dict
 
 
 
-class GpuPool(NamedTuple):
+class DeclaredGpuPool(NamedTuple):
+    """A GPU pool as the plan declares it (read from its spec), unlike planning.gpu_supply.GpuPool (from config)."""
+
     kind: str            # "node group" | "NodePool"
     name: str
     gpu_type: str        # a gpuTypes key of components/data/gpus.yaml ("?" when unknown)
@@ -203,7 +205,7 @@ def declared_pools(resources: Iterable[tuple[str, dict[str, Any]]]) -> list[Pool
     return pools
 
 
-def gpu_pools(resources: Iterable[tuple[str, dict[str, Any]]]) -> list[GpuPool]:
+def declared_gpu_pools(resources: Iterable[tuple[str, dict[str, Any]]]) -> list[DeclaredGpuPool]:
     """Every GPU managed node group and GPU Karpenter NodePool, with its physical maximum from its spec."""
     resources = list(resources)
     by_name = {(p.kind, p.name): p for p in declared_pools(resources)}
@@ -214,7 +216,7 @@ def gpu_pools(resources: Iterable[tuple[str, dict[str, Any]]]) -> list[GpuPool]:
             gpu_type = as_dict(props.get("labels")).get(labels.GPU_TYPE) or next(
                 (catalog.instance_types()[t].gpu_type for t in types if t in catalog.instance_types()), "?")
             size = as_dict(props.get("scalingConfig")).get("maxSize")
-            found.append(GpuPool("node group", str(props.get("nodeGroupName") or "?"), gpu_type, "none",
+            found.append(DeclaredGpuPool("node group", str(props.get("nodeGroupName") or "?"), gpu_type, "none",
                                  catalog.max_gpus_per_instance(types) * (int(size) if isinstance(size, int) else 0),
                                  props))
         elif typ == NODE_POOL and is_gpu_node_pool(props):
@@ -226,7 +228,7 @@ def gpu_pools(resources: Iterable[tuple[str, dict[str, Any]]]) -> list[GpuPool]:
                 continue                    # no GPU limit: reported by gpu-pool-requires-limit
             if pool.sharing == "time-slicing" and labels.GPU_RESOURCE in pool.offers:
                 physical //= pool.replicas  # the limit counts replicas when sharing keeps the resource name
-            found.append(GpuPool("NodePool", name, node_pool_gpu_type(props) or "?", pool.sharing, physical, props))
+            found.append(DeclaredGpuPool("NodePool", name, node_pool_gpu_type(props) or "?", pool.sharing, physical, props))
     return found
 
 

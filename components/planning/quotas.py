@@ -119,7 +119,7 @@ def _cpu(value: Any) -> int | None:
 
 def from_declared(resources: Iterable[tuple[str, dict[str, Any]]]) -> list[PoolLimit]:
     pools = []
-    for pool in declared_pools.gpu_pools(resources):
+    for pool in declared_pools.declared_gpu_pools(resources):
         props = pool.props
         if pool.kind == "node group":
             pools.append(PoolLimit(pool.name, tuple(props.get("instanceTypes") or ()),

@@ -11,17 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from pulumi_policy import (
-    EnforcementLevel,
-    PolicyConfigSchema,
-    ReportViolation,
-    ResourceValidationArgs,
-    ResourceValidationPolicy,
-)
-
+from policies.declare import resource_policy
 from policies.workloads import as_dict, as_list
 
 CLUSTER_ROLE = "kubernetes:rbac.authorization.k8s.io/v1:ClusterRole"
+
+
 def secret_rules(props: dict[str, Any]) -> list[dict[str, Any]]:
     """The rules of a role that grant any verb on Secrets."""
     return [rule for rule in map(as_dict, as_list(props.get("rules")))
@@ -39,22 +34,18 @@ def cluster_role_secret_problems(resource_type: str, props: dict[str, Any], allo
             f"Secrets in every namespace." for rule in secret_rules(props)]
 
 
-def _validate(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
-    allowed = list((args.get_config() or {}).get("allowed") or [])
-    for problem in cluster_role_secret_problems(args.resource_type, args.props, allowed):
-        report_violation(problem)
-
-
-cluster_roles_no_secrets = ResourceValidationPolicy(
-    name="cluster-role-no-secrets",
-    description="No ClusterRole declared by the platform grants access to Secrets (cluster-wide credentials).",
-    enforcement_level=EnforcementLevel.MANDATORY,
-    validate=_validate,
-    config_schema=PolicyConfigSchema(properties={
-        "allowed": {"type": "array", "items": {"type": "string"}, "default": [],
-                    "description": "ClusterRole names allowed a Secrets rule (state the reason beside the entry)."}}),
-    remediation_steps="Grant Secrets in a namespaced Role of the component's own namespace (bound to its service "
-                      "account), or with resourceNames for get/update of the one Secret it owns.",
+@resource_policy(
+    "cluster-role-no-secrets",
+    "No ClusterRole declared by the platform grants access to Secrets (cluster-wide credentials).",
+    types=(CLUSTER_ROLE,),
+    config={"allowed": {"type": "array", "items": {"type": "string"}, "default": [],
+                        "description": "ClusterRole names allowed a Secrets rule (state the reason beside the "
+                                       "entry)."}},
+    remediation="Grant Secrets in a namespaced Role of the component's own namespace (bound to its service "
+                "account), or with resourceNames for get/update of the one Secret it owns.",
 )
+def cluster_roles_no_secrets(r, config):
+    return cluster_role_secret_problems(r.resource_type, r.props, list(config.get("allowed") or []))
+
 
 POLICIES = [cluster_roles_no_secrets]

@@ -18,17 +18,8 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from pulumi_policy import (
-    EnforcementLevel,
-    PolicyConfigSchema,
-    ReportViolation,
-    ResourceValidationArgs,
-    ResourceValidationPolicy,
-    StackValidationArgs,
-    StackValidationPolicy,
-)
-
 from policies.data import PRODUCTION_CONFIG, is_production
+from policies.declare import resource_policy, stack_policy
 from policies.workloads import as_dict, as_list
 
 EKS_CLUSTER = "aws:eks/cluster:Cluster"
@@ -91,58 +82,59 @@ def rds_problems(props: dict[str, Any], min_retention: int) -> list[str]:
     return problems
 
 
-def _resource_policy(name: str, types: tuple[str, ...], what: str, check, description: str, remediation: str,
-                     config: dict[str, Any] | None = None) -> ResourceValidationPolicy:
-    def validate(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
-        if args.resource_type in types:
-            for problem in check(args.props, args.get_config() or {}):
-                report_violation(f"The {what} '{args.name}': {problem}.")
-
-    return ResourceValidationPolicy(name=name, description=description, enforcement_level=EnforcementLevel.MANDATORY,
-                                    validate=validate, config_schema=PolicyConfigSchema(properties=config or {}),
-                                    remediation_steps=remediation)
+def _named(what: str, name: str, problems: list[str]) -> list[str]:
+    return [f"The {what} '{name}': {problem}." for problem in problems]
 
 
-def _validate_eks_endpoint(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-    config = args.get_config() or {}
-    if not is_production(args.resources, config.get("production", "auto")):
-        return
-    for r in args.resources:
-        if r.resource_type == EKS_CLUSTER:
-            for problem in eks_endpoint_problems(r.props, int(config.get("maxPublicPrefix", 16))):
-                report_violation(f"The EKS cluster '{r.name}': {problem}.", r.urn)
-
-
-eks_endpoint_restricted = StackValidationPolicy(
-    name="eks-endpoint-restricted",
-    description="In production stacks the EKS API endpoint is private, or public only from explicit CIDRs no wider "
-                "than maxPublicPrefix, with private access on (upstream aws-eks-cluster-disallow-api-endpoint-public-"
-                "access, relaxed to CIDRs). Dev clusters are throwaway and reached from changing addresses.",
-    enforcement_level=EnforcementLevel.MANDATORY,
-    validate=_validate_eks_endpoint,
-    config_schema=PolicyConfigSchema(properties={
-        **PRODUCTION_CONFIG,
-        "maxPublicPrefix": {"type": "integer", "minimum": 0, "maximum": 32, "default": 16,
-                            "description": "The widest public CIDR (prefix length) the endpoint may admit."}}),
-    remediation_steps="Set cluster.publicAccessCidrs to your office/CI ranges, or cluster.endpointPublicAccess: false.",
+@stack_policy(
+    "eks-endpoint-restricted",
+    "In production stacks the EKS API endpoint is private, or public only from explicit CIDRs no wider than "
+    "maxPublicPrefix, with private access on (upstream aws-eks-cluster-disallow-api-endpoint-public-access, relaxed "
+    "to CIDRs). Dev clusters are throwaway and reached from changing addresses.",
+    policy_resources=True,
+    config={**PRODUCTION_CONFIG,
+            "maxPublicPrefix": {"type": "integer", "minimum": 0, "maximum": 32, "default": 16,
+                                "description": "The widest public CIDR (prefix length) the endpoint may admit."}},
+    remediation="Set cluster.publicAccessCidrs to your office/CI ranges, or cluster.endpointPublicAccess: false.",
 )
-ecr_repository_hardened = _resource_policy(
-    "ecr-repository-hardened", (ECR_REPOSITORY,), "ECR repository", lambda props, cfg: ecr_problems(props),
+def eks_endpoint_restricted(resources, config):
+    if not is_production(resources, config.get("production", "auto")):
+        return []
+    return [(r.urn, message) for r in resources if r.resource_type == EKS_CLUSTER
+            for message in _named("EKS cluster", r.name,
+                                  eks_endpoint_problems(r.props, int(config.get("maxPublicPrefix", 16))))]
+
+
+@resource_policy(
+    "ecr-repository-hardened",
     "ECR repositories have immutable tags, scan on push and a customer KMS key (upstream aws-ecr-repository-*).",
-    "Declare team repositories through the supply-chain component, which sets all three.",
+    types=(ECR_REPOSITORY,),
+    remediation="Declare team repositories through the supply-chain component, which sets all three.",
 )
-kms_key_rotation = _resource_policy(
-    "kms-key-rotation", (KMS_KEY,), "KMS key", lambda props, cfg: kms_problems(props),
+def ecr_repository_hardened(r, config):
+    return _named("ECR repository", r.name, ecr_problems(r.props))
+
+
+@resource_policy(
+    "kms-key-rotation",
     "Symmetric KMS keys rotate yearly (upstream aws-kms-key-enable-key-rotation).",
-    "Set enable_key_rotation=True on the key.",
+    types=(KMS_KEY,),
+    remediation="Set enable_key_rotation=True on the key.",
 )
-rds_backups_and_customer_key = _resource_policy(
-    "rds-backups-and-customer-key", RDS_TYPES, "RDS database",
-    lambda props, cfg: rds_problems(props, int(cfg.get("minBackupRetentionDays", 7))),
+def kms_key_rotation(r, config):
+    return _named("KMS key", r.name, kms_problems(r.props))
+
+
+@resource_policy(
+    "rds-backups-and-customer-key",
     "RDS instances and clusters keep automated backups at least minBackupRetentionDays and encrypt with a customer "
     "KMS key (upstream aws-rds-instance-configure-backup-retention and customer-managed-key rules).",
-    "Set mlflow.database.backupRetentionDays (>= the minimum) and kms_key_id to the component's key.",
-    {"minBackupRetentionDays": {"type": "integer", "minimum": 1, "default": 7}},
+    types=RDS_TYPES,
+    config={"minBackupRetentionDays": {"type": "integer", "minimum": 1, "default": 7}},
+    remediation="Set mlflow.database.backupRetentionDays (>= the minimum) and kms_key_id to the component's key.",
 )
+def rds_backups_and_customer_key(r, config):
+    return _named("RDS database", r.name, rds_problems(r.props, int(config.get("minBackupRetentionDays", 7))))
+
 
 POLICIES = [eks_endpoint_restricted, ecr_repository_hardened, kms_key_rotation, rds_backups_and_customer_key]

@@ -14,17 +14,9 @@ from __future__ import annotations
 import re
 from typing import Any, Iterator
 
-from pulumi_policy import (
-    EnforcementLevel,
-    PolicyConfigSchema,
-    PolicyResource,
-    ReportViolation,
-    ResourceValidationArgs,
-    ResourceValidationPolicy,
-    StackValidationArgs,
-    StackValidationPolicy,
-)
+from pulumi_policy import PolicyResource
 
+from policies.declare import resource_policy, stack_policy
 from policies.workloads import containers, pod_specs
 
 BUCKET_TYPES = ("aws:s3/bucket:Bucket", "aws:s3/bucketV2:BucketV2")
@@ -113,94 +105,75 @@ def public_access_problem(bucket: PolicyResource, resources: list[PolicyResource
     return None
 
 
-def _buckets(args: StackValidationArgs) -> Iterator[PolicyResource]:
-    return (r for r in args.resources if r.resource_type in BUCKET_TYPES)
+def _buckets(resources: list[PolicyResource]) -> Iterator[PolicyResource]:
+    return (r for r in resources if r.resource_type in BUCKET_TYPES)
 
 
-def _validate_encrypted(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-    require_kms = bool((args.get_config() or {}).get("requireKms", False))
-    for bucket in _buckets(args):
-        problem = encryption_problem(bucket, args.resources, require_kms)
-        if problem:
-            report_violation(problem, bucket.urn)
-
-
-def _validate_versioned(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-    for bucket in _buckets(args):
-        problem = versioning_problem(bucket, args.resources)
-        if problem:
-            report_violation(problem, bucket.urn)
-
-
-def _validate_public_access(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-    for bucket in _buckets(args):
-        problem = public_access_problem(bucket, args.resources)
-        if problem:
-            report_violation(problem, bucket.urn)
-
-
-s3_bucket_encrypted = StackValidationPolicy(
-    name="s3-bucket-encrypted",
-    description="Every S3 bucket has a server-side encryption configuration (KMS when requireKms is set).",
-    enforcement_level=EnforcementLevel.MANDATORY,
-    validate=_validate_encrypted,
-    config_schema=PolicyConfigSchema(properties={
-        "requireKms": {"type": "boolean", "default": False,
-                       "description": "Require SSE-KMS (a customer key) rather than any encryption."}}),
-    remediation_steps="Declare aws.s3.BucketServerSideEncryptionConfiguration for the bucket (bucket=bucket.id) "
-                      "with sseAlgorithm aws:kms and a KMS key, as components/mlflow.py does.",
+@stack_policy(
+    "s3-bucket-encrypted",
+    "Every S3 bucket has a server-side encryption configuration (KMS when requireKms is set).",
+    policy_resources=True,
+    config={"requireKms": {"type": "boolean", "default": False,
+                           "description": "Require SSE-KMS (a customer key) rather than any encryption."}},
+    remediation="Declare aws.s3.BucketServerSideEncryptionConfiguration for the bucket (bucket=bucket.id) with "
+                "sseAlgorithm aws:kms and a KMS key, as components/mlflow.py does.",
 )
-s3_bucket_versioned = StackValidationPolicy(
-    name="s3-bucket-versioned",
-    description="Every S3 bucket has versioning enabled.",
-    enforcement_level=EnforcementLevel.MANDATORY,
-    validate=_validate_versioned,
-    config_schema=PolicyConfigSchema(properties={}),
-    remediation_steps="Declare aws.s3.BucketVersioning for the bucket with versioningConfiguration.status "
-                      "Enabled; add a lifecycle rule expiring noncurrent versions to bound the cost.",
+def s3_bucket_encrypted(resources, config):
+    require_kms = bool(config.get("requireKms", False))
+    return [(b.urn, problem) for b in _buckets(resources)
+            for problem in [encryption_problem(b, resources, require_kms)] if problem]
+
+
+@stack_policy(
+    "s3-bucket-versioned",
+    "Every S3 bucket has versioning enabled.",
+    policy_resources=True,
+    remediation="Declare aws.s3.BucketVersioning for the bucket with versioningConfiguration.status Enabled; add a "
+                "lifecycle rule expiring noncurrent versions to bound the cost.",
 )
-s3_bucket_public_access_blocked = StackValidationPolicy(
-    name="s3-bucket-public-access-blocked",
-    description="Every S3 bucket has a public access block with all four settings on.",
-    enforcement_level=EnforcementLevel.MANDATORY,
-    validate=_validate_public_access,
-    config_schema=PolicyConfigSchema(properties={}),
-    remediation_steps="Declare aws.s3.BucketPublicAccessBlock for the bucket with blockPublicAcls, "
-                      "blockPublicPolicy, ignorePublicAcls and restrictPublicBuckets set to true.",
+def s3_bucket_versioned(resources, config):
+    return [(b.urn, problem) for b in _buckets(resources) for problem in [versioning_problem(b, resources)] if problem]
+
+
+@stack_policy(
+    "s3-bucket-public-access-blocked",
+    "Every S3 bucket has a public access block with all four settings on.",
+    policy_resources=True,
+    remediation="Declare aws.s3.BucketPublicAccessBlock for the bucket with blockPublicAcls, blockPublicPolicy, "
+                "ignorePublicAcls and restrictPublicBuckets set to true.",
 )
+def s3_bucket_public_access_blocked(resources, config):
+    return [(b.urn, problem) for b in _buckets(resources)
+            for problem in [public_access_problem(b, resources)] if problem]
 
 
 # ---- RDS -----------------------------------------------------------------------------------------------------
 
 
-def _validate_rds_encrypted(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
-    if args.resource_type in RDS_TYPES and args.props.get("storageEncrypted") is not True:
-        report_violation(f"The RDS database '{args.name}' must have storageEncrypted set to true.")
-
-
-def _validate_rds_private(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
-    if args.resource_type in RDS_INSTANCE_TYPES and args.props.get("publiclyAccessible") is True:
-        report_violation(f"The RDS database '{args.name}' must not be publicly accessible.")
-
-
-rds_encrypted = ResourceValidationPolicy(
-    name="rds-encrypted",
-    description="RDS instances and clusters encrypt their storage.",
-    enforcement_level=EnforcementLevel.MANDATORY,
-    validate=_validate_rds_encrypted,
-    config_schema=PolicyConfigSchema(properties={}),
-    remediation_steps="Set storage_encrypted=True (and kms_key_id to a customer key). Encryption cannot be turned "
-                      "on in place: restore an encrypted copy of a snapshot.",
+@resource_policy(
+    "rds-encrypted",
+    "RDS instances and clusters encrypt their storage.",
+    types=RDS_TYPES,
+    remediation="Set storage_encrypted=True (and kms_key_id to a customer key). Encryption cannot be turned on in "
+                "place: restore an encrypted copy of a snapshot.",
 )
-rds_not_publicly_accessible = ResourceValidationPolicy(
-    name="rds-not-publicly-accessible",
-    description="RDS instances and Aurora cluster instances are not publicly accessible.",
-    enforcement_level=EnforcementLevel.MANDATORY,
-    validate=_validate_rds_private,
-    config_schema=PolicyConfigSchema(properties={}),
-    remediation_steps="Set publicly_accessible=False and place the database in private subnets (a DB subnet "
-                      "group of the VPC's private subnets); reach it from the cluster's security group.",
+def rds_encrypted(r, config):
+    if r.props.get("storageEncrypted") is not True:
+        return [f"The RDS database '{r.name}' must have storageEncrypted set to true."]
+    return []
+
+
+@resource_policy(
+    "rds-not-publicly-accessible",
+    "RDS instances and Aurora cluster instances are not publicly accessible.",
+    types=RDS_INSTANCE_TYPES,
+    remediation="Set publicly_accessible=False and place the database in private subnets (a DB subnet group of the "
+                "VPC's private subnets); reach it from the cluster's security group.",
 )
+def rds_not_publicly_accessible(r, config):
+    if r.props.get("publiclyAccessible") is True:
+        return [f"The RDS database '{r.name}' must not be publicly accessible."]
+    return []
 
 
 # ---- production: deletion protection -------------------------------------------------------------------------
@@ -232,37 +205,31 @@ def data_store_protection_problems(resources: list[PolicyResource]) -> Iterator[
                           "from deletion (protect=True) in production.")
 
 
-def _validate_rds_deletion(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-    if is_production(args.resources, (args.get_config() or {}).get("production", "auto")):
-        for urn, message in rds_deletion_problems(args.resources):
-            report_violation(message, urn)
-
-
-def _validate_protected(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-    if is_production(args.resources, (args.get_config() or {}).get("production", "auto")):
-        for urn, message in data_store_protection_problems(args.resources):
-            report_violation(message, urn)
-
-
-rds_deletion_protection_in_prod = StackValidationPolicy(
-    name="rds-deletion-protection-in-prod",
-    description="In production stacks, RDS databases have deletion protection and take a final snapshot.",
-    enforcement_level=EnforcementLevel.MANDATORY,
-    validate=_validate_rds_deletion,
-    config_schema=PolicyConfigSchema(properties=dict(PRODUCTION_CONFIG)),
-    remediation_steps="Set deletion_protection=True, skip_final_snapshot=False and a final_snapshot_identifier "
-                      "(components/mlflow.py does so when protectData is true).",
+@stack_policy(
+    "rds-deletion-protection-in-prod",
+    "In production stacks, RDS databases have deletion protection and take a final snapshot.",
+    policy_resources=True,
+    config=PRODUCTION_CONFIG,
+    remediation="Set deletion_protection=True, skip_final_snapshot=False and a final_snapshot_identifier "
+                "(components/mlflow.py does so when protectData is true).",
 )
-data_stores_protected_in_prod = StackValidationPolicy(
-    name="data-stores-protected-in-prod",
-    description="In production stacks, RDS databases, S3 buckets and persistent FSx file systems are protected "
-                "from deletion by Pulumi (protect).",
-    enforcement_level=EnforcementLevel.MANDATORY,
-    validate=_validate_protected,
-    config_schema=PolicyConfigSchema(properties=dict(PRODUCTION_CONFIG)),
-    remediation_steps="Declare the resource with pulumi.ResourceOptions(protect=protect_data) (protectData is "
-                      "true in prod); deleting it then takes an explicit `pulumi state unprotect`.",
+def rds_deletion_protection_in_prod(resources, config):
+    return rds_deletion_problems(resources) if is_production(resources, config.get("production", "auto")) else []
+
+
+@stack_policy(
+    "data-stores-protected-in-prod",
+    "In production stacks, RDS databases, S3 buckets and persistent FSx file systems are protected from deletion by "
+    "Pulumi (protect).",
+    policy_resources=True,
+    config=PRODUCTION_CONFIG,
+    remediation="Declare the resource with pulumi.ResourceOptions(protect=protect_data) (protectData is true in "
+                "prod); deleting it then takes an explicit `pulumi state unprotect`.",
 )
+def data_stores_protected_in_prod(resources, config):
+    if is_production(resources, config.get("production", "auto")):
+        return data_store_protection_problems(resources)
+    return []
 
 
 # ---- no credentials in plain text in Kubernetes objects ------------------------------------------------------
@@ -293,23 +260,19 @@ def credential_problems(resource_type: str, props: dict[str, Any]) -> list[str]:
     return problems
 
 
-def _validate_credentials(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
-    if not args.resource_type.startswith("kubernetes:"):
-        return
-    for problem in credential_problems(args.resource_type, args.props):
-        report_violation(f"Credentials must come from a Secret (secretKeyRef), not plain text: {problem}.")
-
-
-k8s_no_plaintext_credentials = ResourceValidationPolicy(
-    name="k8s-no-plaintext-credentials",
-    description="No password, token or key in plain text in ConfigMaps, container env values or arguments.",
-    enforcement_level=EnforcementLevel.MANDATORY,
-    validate=_validate_credentials,
-    config_schema=PolicyConfigSchema(properties={}),
-    remediation_steps="Put the value into a Kubernetes Secret created from a secret Output (pulumi.Output.secret "
-                      "or random.RandomPassword), and read it with env valueFrom.secretKeyRef, as the MLflow "
-                      "server reads its database URI.",
+@resource_policy(
+    "k8s-no-plaintext-credentials",
+    "No password, token or key in plain text in ConfigMaps, container env values or arguments.",
+    remediation="Put the value into a Kubernetes Secret created from a secret Output (pulumi.Output.secret or "
+                "random.RandomPassword), and read it with env valueFrom.secretKeyRef, as the MLflow server reads its "
+                "database URI.",
 )
+def k8s_no_plaintext_credentials(r, config):
+    if not r.resource_type.startswith("kubernetes:"):
+        return []
+    return [f"Credentials must come from a Secret (secretKeyRef), not plain text: {problem}."
+            for problem in credential_problems(r.resource_type, r.props)]
+
 
 # ---- FSx for Lustre sits behind the Lustre security group --------------------------------------------------
 
@@ -353,21 +316,16 @@ def fsx_problems(resources: list[PolicyResource]) -> Iterator[tuple[str, str]]:
                           "else.")
 
 
-def _validate_fsx(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-    for urn, message in fsx_problems(args.resources):
-        report_violation(message, urn)
-
-
-fsx_in_lustre_security_group = StackValidationPolicy(
-    name="fsx-in-lustre-security-group",
-    description="Every FSx for Lustre file system names its security groups, one of them admitting the Lustre port "
-                "(988) by an inline rule or an ingress rule resource.",
-    enforcement_level=EnforcementLevel.MANDATORY,
-    validate=_validate_fsx,
-    config_schema=PolicyConfigSchema(properties={}),
-    remediation_steps="Declare file systems through the datasets component, which puts them in its Lustre security "
-                      "group (988 and 1018-1023 from the cluster's nodes and between file servers).",
+@stack_policy(
+    "fsx-in-lustre-security-group",
+    "Every FSx for Lustre file system names its security groups, one of them admitting the Lustre port (988) by an "
+    "inline rule or an ingress rule resource.",
+    policy_resources=True,
+    remediation="Declare file systems through the datasets component, which puts them in its Lustre security group "
+                "(988 and 1018-1023 from the cluster's nodes and between file servers).",
 )
+def fsx_in_lustre_security_group(resources, config):
+    return fsx_problems(resources)
 
 
 POLICIES: list = [

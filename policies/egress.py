@@ -11,18 +11,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pulumi_policy import (
-    EnforcementLevel,
-    PolicyConfigSchema,
-    ReportViolation,
-    ResourceValidationArgs,
-    ResourceValidationPolicy,
-    StackValidationArgs,
-    StackValidationPolicy,
-)
-
 from components import labels
 from policies import netpol
+from policies.declare import resource_policy, stack_policy
 
 NAMESPACE = "kubernetes:core/v1:Namespace"
 NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
@@ -53,25 +44,17 @@ def default_deny_problems(resources: list[tuple[str, dict[str, Any]]], team_labe
             f"including Egress, no egress rules)." for ns in team_namespaces if isinstance(ns, str) and ns not in denied]
 
 
-def _validate_default_deny(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-    team_label = (args.get_config() or {}).get("teamLabel") or labels.TEAM
-    for problem in default_deny_problems([(r.resource_type, r.props) for r in args.resources], team_label):
-        report_violation(problem, None)
-
-
-team_namespace_default_deny_egress = StackValidationPolicy(
-    name="team-namespace-default-deny-egress",
-    description="Every team namespace has a NetworkPolicy that denies all egress not explicitly allowed.",
-    enforcement_level=EnforcementLevel.MANDATORY,
-    validate=_validate_default_deny,
-    config_schema=PolicyConfigSchema(properties={
-        "teamLabel": {"type": "string", "default": labels.TEAM,
-                      "description": "The namespace label that marks a team namespace."},
-    }),
-    remediation_steps="Declare the namespace through the tenancy component (components/tenancy.py), which adds "
-                      "the `default-deny` NetworkPolicy; or add a NetworkPolicy with `podSelector: {}` and "
-                      "`policyTypes: [Ingress, Egress]` and no rules to the namespace.",
+@stack_policy(
+    "team-namespace-default-deny-egress",
+    "Every team namespace has a NetworkPolicy that denies all egress not explicitly allowed.",
+    config={"teamLabel": {"type": "string", "default": labels.TEAM,
+                          "description": "The namespace label that marks a team namespace."}},
+    remediation="Declare the namespace through the tenancy component (components/tenancy.py), which adds the "
+                "`default-deny` NetworkPolicy; or add a NetworkPolicy with `podSelector: {}` and `policyTypes: "
+                "[Ingress, Egress]` and no rules to the namespace.",
 )
+def team_namespace_default_deny_egress(resources, config):
+    return default_deny_problems(resources, config.get("teamLabel") or labels.TEAM)
 
 
 # ---- NetworkPolicies only where something enforces them -------------------------------------------------
@@ -106,31 +89,24 @@ def enforcement_problems(resources: list[tuple[str, dict[str, Any]]], enforcing_
     return [f"{len(policies)} NetworkPolicies are declared but nothing enforces them: {where}."]
 
 
-def _validate_enforcement(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-    config = args.get_config() or {}
-    charts = list(config.get("enforcingCniCharts") or ENFORCING_CNI_CHARTS)
-    for problem in enforcement_problems([(r.resource_type, r.props) for r in args.resources], charts,
-                                        bool(config.get("enforcementDeclaredElsewhere"))):
-        report_violation(problem, None)
-
-
-network_policies_require_enforcement = StackValidationPolicy(
-    name="network-policies-require-enforcement",
-    description="NetworkPolicies are declared only where they are enforced: the vpc-cni add-on with network "
-                "policy enabled, or another enforcing CNI.",
-    enforcement_level=EnforcementLevel.MANDATORY,
-    validate=_validate_enforcement,
-    config_schema=PolicyConfigSchema(properties={
+@stack_policy(
+    "network-policies-require-enforcement",
+    "NetworkPolicies are declared only where they are enforced: the vpc-cni add-on with network policy enabled, or "
+    "another enforcing CNI.",
+    config={
         "enforcingCniCharts": {"type": "array", "items": {"type": "string"}, "default": ENFORCING_CNI_CHARTS,
                                "description": "Helm charts whose release counts as an enforcing CNI."},
         "enforcementDeclaredElsewhere": {"type": "boolean", "default": False,
                                          "description": "The cluster (and its CNI) is managed by another "
                                                         "stack that enforces NetworkPolicies."},
-    }),
-    remediation_steps="Set the vpc-cni add-on's configurationValues to {\"enableNetworkPolicy\": \"true\"} "
-                      "(components/cluster.py does), or install an enforcing CNI; otherwise the NetworkPolicies "
-                      "isolate nothing.",
+    },
+    remediation="Set the vpc-cni add-on's configurationValues to {\"enableNetworkPolicy\": \"true\"} "
+                "(components/cluster.py does), or install an enforcing CNI; otherwise the NetworkPolicies isolate "
+                "nothing.",
 )
+def network_policies_require_enforcement(resources, config):
+    return enforcement_problems(resources, list(config.get("enforcingCniCharts") or ENFORCING_CNI_CHARTS),
+                                bool(config.get("enforcementDeclaredElsewhere")))
 
 
 # ---- no security group admits the whole internet --------------------------------------------------------
@@ -159,19 +135,16 @@ def open_ingress_problems(resource_type: str, props: dict[str, Any]) -> list[str
     return [f"ports {r.get('fromPort')}-{r.get('toPort')} are open to {cidr}" for r in rules for cidr in world(r)]
 
 
-def _validate_open_ingress(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
-    for problem in open_ingress_problems(args.resource_type, args.props):
-        report_violation(f"The security group rule admits the whole internet: {problem}.")
-
-
-security_groups_closed_to_internet = ResourceValidationPolicy(
-    name="security-groups-closed-to-internet",
-    description="No security group allows ingress from 0.0.0.0/0 or ::/0 (nodes, FSx, the database, endpoints).",
-    enforcement_level=EnforcementLevel.MANDATORY,
-    validate=_validate_open_ingress,
-    remediation_steps="Admit the cluster security group (source_security_group_id) or the VPC CIDR instead; "
-                      "public traffic reaches the platform only through load balancers.",
+@resource_policy(
+    "security-groups-closed-to-internet",
+    "No security group allows ingress from 0.0.0.0/0 or ::/0 (nodes, FSx, the database, endpoints).",
+    remediation="Admit the cluster security group (source_security_group_id) or the VPC CIDR instead; public "
+                "traffic reaches the platform only through load balancers.",
 )
+def security_groups_closed_to_internet(r, config):
+    return [f"The security group rule admits the whole internet: {problem}."
+            for problem in open_ingress_problems(r.resource_type, r.props)]
+
 
 POLICIES: list = [team_namespace_default_deny_egress, network_policies_require_enforcement,
                   security_groups_closed_to_internet]

@@ -10,16 +10,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pulumi_policy import (
-    EnforcementLevel,
-    PolicyConfigSchema,
-    ReportViolation,
-    ResourceValidationArgs,
-    ResourceValidationPolicy,
-    StackValidationArgs,
-    StackValidationPolicy,
-)
-
 from components import catalog, labels
 from components.planning.declared_pools import (
     _config_documents,
@@ -28,6 +18,7 @@ from components.planning.declared_pools import (
     is_gpu_node_pool,
     node_pool_gpu_type,
 )
+from policies.declare import resource_policy, stack_policy
 from policies.workloads import as_dict, as_list
 
 NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
@@ -179,81 +170,55 @@ def sharing_problems(resources: list[tuple[str, dict]], max_replicas: int | None
 
 # ---- the policies -------------------------------------------------------------------------------------------
 
-def _validate_taint(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
-    if args.resource_type not in (NODE_GROUP, NODE_POOL):
-        return
-    for problem in taint_problems(args.resource_type, args.props):
-        report_violation(problem)
-
-
-def _validate_limit(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
-    if args.resource_type not in (NODE_GROUP, NODE_POOL):
-        return
-    for problem in limit_problems(args.resource_type, args.props, int(args.get_config().get("maxGpusPerPool", 256))):
-        report_violation(problem)
-
-
-def _validate_scale_to_zero(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
-    if args.resource_type not in (NODE_GROUP, NODE_POOL):
-        return
-    config = args.get_config()
-    for problem in scale_to_zero_problems(args.resource_type, args.props,
-                                          int(config.get("maxConsolidateAfterSeconds", 300)),
-                                          int(config.get("maxIdleNodes", 0))):
-        report_violation(problem)
-
-
-def _validate_sharing(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-    limit = args.get_config().get("maxTimeSlicingReplicas")
-    for problem in sharing_problems([(r.resource_type, r.props) for r in args.resources],
-                                    int(limit) if limit else None):
-        report_violation(problem)
-
-
-gpu_pool_requires_taint = ResourceValidationPolicy(
-    name="gpu-pool-requires-taint",
-    description="GPU node groups and GPU NodePools carry the nvidia.com/gpu NoSchedule taint.",
-    enforcement_level=EnforcementLevel.MANDATORY,
-    validate=_validate_taint,
-    config_schema=PolicyConfigSchema(properties={}),
-    remediation_steps="Add the taint {key: nvidia.com/gpu, value: 'true', effect: NoSchedule} (NO_SCHEDULE on an "
-                      "EKS node group); components/karpenter.py and components/cluster.py set it for every GPU pool.",
+@resource_policy(
+    "gpu-pool-requires-taint",
+    "GPU node groups and GPU NodePools carry the nvidia.com/gpu NoSchedule taint.",
+    types=(NODE_GROUP, NODE_POOL),
+    remediation="Add the taint {key: nvidia.com/gpu, value: 'true', effect: NoSchedule} (NO_SCHEDULE on an EKS node "
+                "group); components/karpenter.py and components/cluster.py set it for every GPU pool.",
 )
+def gpu_pool_requires_taint(r, config):
+    return taint_problems(r.resource_type, r.props)
 
-gpu_pool_requires_limit = ResourceValidationPolicy(
-    name="gpu-pool-requires-limit",
-    description="Every GPU NodePool sets a limit on nvidia.com/gpu, and no GPU pool may grow past maxGpusPerPool.",
-    enforcement_level=EnforcementLevel.MANDATORY,
-    validate=_validate_limit,
-    config_schema=PolicyConfigSchema(properties={
-        "maxGpusPerPool": {"type": "integer", "minimum": 1, "default": 256}}),
-    remediation_steps="Set gpu.nodePools[].gpuLimit (NodePool spec.limits[\"nvidia.com/gpu\"]) or lower the node "
-                      "group's maxSize.",
-)
 
-gpu_pool_scales_to_zero = ResourceValidationPolicy(
-    name="gpu-pool-scales-to-zero",
-    description="GPU pools scale to zero: node groups keep at most maxIdleNodes nodes; NodePools are not static "
-                "and consolidate empty nodes within maxConsolidateAfterSeconds.",
-    enforcement_level=EnforcementLevel.MANDATORY,
-    validate=_validate_scale_to_zero,
-    config_schema=PolicyConfigSchema(properties={
-        "maxConsolidateAfterSeconds": {"type": "integer", "minimum": 0, "default": 300},
-        "maxIdleNodes": {"type": "integer", "minimum": 0, "default": 0}}),
-    remediation_steps="Set the node group's minSize to 0, or the NodePool's consolidateAfter "
-                      "(gpu.nodePools[].consolidateAfter, default 30s) and consolidationPolicy WhenEmpty.",
+@resource_policy(
+    "gpu-pool-requires-limit",
+    "Every GPU NodePool sets a limit on nvidia.com/gpu, and no GPU pool may grow past maxGpusPerPool.",
+    types=(NODE_GROUP, NODE_POOL),
+    config={"maxGpusPerPool": {"type": "integer", "minimum": 1, "default": 256}},
+    remediation="Set gpu.nodePools[].gpuLimit (NodePool spec.limits[\"nvidia.com/gpu\"]) or lower the node group's "
+                "maxSize.",
 )
+def gpu_pool_requires_limit(r, config):
+    return limit_problems(r.resource_type, r.props, int(config.get("maxGpusPerPool", 256)))
 
-gpu_sharing_within_catalog = StackValidationPolicy(
-    name="gpu-sharing-within-catalog",
-    description="Each GPU NodePool's time-slicing replicas and MIG layout exist and fit its GPU type "
-                "(components/data/time-slicing.yaml, mig-profiles.yaml); MIG only on GPUs that have it.",
-    enforcement_level=EnforcementLevel.MANDATORY,
-    validate=_validate_sharing,
-    config_schema=PolicyConfigSchema(properties={
-        "maxTimeSlicingReplicas": {"type": ["integer", "null"], "minimum": 2, "default": None}}),
-    remediation_steps="Change gpu.nodePools[].sharing: replicas within the GPU type's range, a MIG layout whose "
-                      "profiles exist on the GPU and fit its 7 compute and 8 memory slices, or mode 'none'.",
+
+@resource_policy(
+    "gpu-pool-scales-to-zero",
+    "GPU pools scale to zero: node groups keep at most maxIdleNodes nodes; NodePools are not static and consolidate "
+    "empty nodes within maxConsolidateAfterSeconds.",
+    types=(NODE_GROUP, NODE_POOL),
+    config={"maxConsolidateAfterSeconds": {"type": "integer", "minimum": 0, "default": 300},
+            "maxIdleNodes": {"type": "integer", "minimum": 0, "default": 0}},
+    remediation="Set the node group's minSize to 0, or the NodePool's consolidateAfter (gpu.nodePools[]."
+                "consolidateAfter, default 30s) and consolidationPolicy WhenEmpty.",
 )
+def gpu_pool_scales_to_zero(r, config):
+    return scale_to_zero_problems(r.resource_type, r.props, int(config.get("maxConsolidateAfterSeconds", 300)),
+                                  int(config.get("maxIdleNodes", 0)))
+
+
+@stack_policy(
+    "gpu-sharing-within-catalog",
+    "Each GPU NodePool's time-slicing replicas and MIG layout exist and fit its GPU type "
+    "(components/data/time-slicing.yaml, mig-profiles.yaml); MIG only on GPUs that have it.",
+    config={"maxTimeSlicingReplicas": {"type": ["integer", "null"], "minimum": 2, "default": None}},
+    remediation="Change gpu.nodePools[].sharing: replicas within the GPU type's range, a MIG layout whose profiles "
+                "exist on the GPU and fit its 7 compute and 8 memory slices, or mode 'none'.",
+)
+def gpu_sharing_within_catalog(resources, config):
+    limit = config.get("maxTimeSlicingReplicas")
+    return sharing_problems(resources, int(limit) if limit else None)
+
 
 POLICIES = [gpu_pool_requires_taint, gpu_pool_requires_limit, gpu_pool_scales_to_zero, gpu_sharing_within_catalog]

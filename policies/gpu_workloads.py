@@ -5,17 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from pulumi_policy import (
-    EnforcementLevel,
-    PolicyConfigSchema,
-    ReportViolation,
-    StackValidationArgs,
-    StackValidationPolicy,
-)
+from pulumi_policy import EnforcementLevel
 
 from components import catalog, labels
 from components.planning import cost  # the cost command's own arithmetic and prices: one source
 from components.planning.declared_pools import Pool, declared_gpu_pools, declared_pools
+from policies.declare import stack_policy
 from policies.pod_security import team_namespaces
 from policies.workloads import as_dict, as_list, containers, pod_templates
 
@@ -155,23 +150,18 @@ def gpu_workload_problems(resources: list[tuple[str, dict[str, Any]]]) -> list[s
     return problems
 
 
-def _validate_gpu_workload(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-    for problem in gpu_workload_problems([(r.resource_type, r.props) for r in args.resources]):
-        report_violation(problem, None)
-
-
-gpu_workload_requires_limits_toleration_and_pool = StackValidationPolicy(
-    name="gpu-workload-requires-limit-toleration-and-pool",
-    description="Every pod template (any kind) or notebook profile asking for nvidia.com/gpu, a time-sliced replica "
-                "or a MIG slice sets requests equal to limits, tolerates the GPU taint, and selects only GPU pools "
-                "the plan declares that offer that resource (no whole GPUs on a time-sliced pool, no CPU pool).",
-    enforcement_level=EnforcementLevel.MANDATORY,
-    validate=_validate_gpu_workload,
-    remediation_steps="Put the GPU count in resources.limits (requests, if set, equal), add the toleration "
-                      "{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}, and select the pool by "
-                      f"{labels.NODE_POOL} or karpenter.sh/nodepool: ask a time-sliced pool for "
-                      f"{labels.GPU_SHARED_RESOURCE}: 1, a MIG pool for its nvidia.com/mig-<profile>.",
+@stack_policy(
+    "gpu-workload-requires-limit-toleration-and-pool",
+    "Every pod template (any kind) or notebook profile asking for nvidia.com/gpu, a time-sliced replica or a MIG "
+    "slice sets requests equal to limits, tolerates the GPU taint, and selects only GPU pools the plan declares that "
+    "offer that resource (no whole GPUs on a time-sliced pool, no CPU pool).",
+    remediation="Put the GPU count in resources.limits (requests, if set, equal), add the toleration {key: "
+                "nvidia.com/gpu, operator: Exists, effect: NoSchedule}, and select the pool by "
+                f"{labels.NODE_POOL} or karpenter.sh/nodepool: ask a time-sliced pool for "
+                f"{labels.GPU_SHARED_RESOURCE}: 1, a MIG pool for its nvidia.com/mig-<profile>.",
 )
+def gpu_workload_requires_limits_toleration_and_pool(resources, config):
+    return gpu_workload_problems(resources)
 
 
 # ---- quota vs. capacity (stack) ----------------------------------------------------------------------
@@ -212,38 +202,27 @@ def quota_coverage_problems(resources: list[tuple[str, dict[str, Any]]], team_la
             for ns in sorted(team_namespaces(resources, team_label)) if offered - covered.get(ns, set())]
 
 
-def _validate_quota(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-    for problem in quota_problems([(r.resource_type, r.props) for r in args.resources]):
-        report_violation(problem)
-
-
-gpu_team_quota_within_capacity = StackValidationPolicy(
-    name="gpu-team-quota-within-capacity",
-    description="No team's GPU quota exceeds what the GPU pools (node groups and NodePools) can supply.",
-    enforcement_level=EnforcementLevel.MANDATORY,
-    validate=_validate_quota,
-    remediation_steps="Lower the team's gpuQuota, or raise a GPU pool's maximum (node group maxSize or "
-                      "NodePool GPU limit).",
+@stack_policy(
+    "gpu-team-quota-within-capacity",
+    "No team's GPU quota exceeds what the GPU pools (node groups and NodePools) can supply.",
+    remediation="Lower the team's gpuQuota, or raise a GPU pool's maximum (node group maxSize or NodePool GPU "
+                "limit).",
 )
+def gpu_team_quota_within_capacity(resources, config):
+    return quota_problems(resources)
 
 
-def _validate_quota_coverage(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-    team_label = (args.get_config() or {}).get("teamLabel") or labels.TEAM
-    for problem in quota_coverage_problems([(r.resource_type, r.props) for r in args.resources], team_label):
-        report_violation(problem, None)
-
-
-team_quota_covers_gpus = StackValidationPolicy(
-    name="team-quota-covers-gpus",
-    description="Every team namespace has an unscoped ResourceQuota with a requests.<resource> line for each GPU "
-                "resource the declared pools offer (nvidia.com/gpu, nvidia.com/gpu.shared, nvidia.com/mig-*).",
-    enforcement_level=EnforcementLevel.MANDATORY,
-    validate=_validate_quota_coverage,
-    config_schema=PolicyConfigSchema(properties={"teamLabel": {"type": "string", "default": labels.TEAM}}),
-    remediation_steps="Declare the team through the tenancy component, which writes every GPU line from the team's "
-                      "gpuQuota; a hand-written quota lists requests.nvidia.com/gpu (and the shared and MIG "
-                      "resources the pools offer).",
+@stack_policy(
+    "team-quota-covers-gpus",
+    "Every team namespace has an unscoped ResourceQuota with a requests.<resource> line for each GPU resource the "
+    "declared pools offer (nvidia.com/gpu, nvidia.com/gpu.shared, nvidia.com/mig-*).",
+    config={"teamLabel": {"type": "string", "default": labels.TEAM}},
+    remediation="Declare the team through the tenancy component, which writes every GPU line from the team's "
+                "gpuQuota; a hand-written quota lists requests.nvidia.com/gpu (and the shared and MIG resources the "
+                "pools offer).",
 )
+def team_quota_covers_gpus(resources, config):
+    return quota_coverage_problems(resources, config.get("teamLabel") or labels.TEAM)
 
 
 # ---- quota vs. budget (stack) ------------------------------------------------------------------------
@@ -265,21 +244,18 @@ def budget_problems(resources: list[tuple[str, dict[str, Any]]]) -> list[str]:
     return problems
 
 
-def _validate_budget(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-    for problem in budget_problems([(r.resource_type, r.props) for r in args.resources]):
-        report_violation(problem)
-
-
-cost_gpu_quota_within_budget = StackValidationPolicy(
-    name="cost-gpu-quota-within-budget",
-    description="A team's GPU quota, fully used for a month at the dearest GPU-hour of the pools, stays within "
-                "the team's monthlyGpuBudgetUsd (teams without a budget are not checked).",
-    enforcement_level=EnforcementLevel.ADVISORY,
-    validate=_validate_budget,
-    remediation_steps="Lower the team's gpuQuota, raise monthlyGpuBudgetUsd, or make the check mandatory for the "
-                      "stack in policies/config.<stack>.json to block such changes. `python -m preview cost` shows "
-                      "each team's ceiling.",
+@stack_policy(
+    "cost-gpu-quota-within-budget",
+    "A team's GPU quota, fully used for a month at the dearest GPU-hour of the pools, stays within the team's "
+    "monthlyGpuBudgetUsd (teams without a budget are not checked).",
+    level=EnforcementLevel.ADVISORY,
+    remediation="Lower the team's gpuQuota, raise monthlyGpuBudgetUsd, or make the check mandatory for the stack in "
+                "policies/config.<stack>.json to block such changes. `python -m preview cost` shows each team's "
+                "ceiling.",
 )
+def cost_gpu_quota_within_budget(resources, config):
+    return budget_problems(resources)
+
 
 POLICIES = [gpu_workload_requires_limits_toleration_and_pool, gpu_team_quota_within_capacity, team_quota_covers_gpus,
             cost_gpu_quota_within_budget]

@@ -18,19 +18,10 @@ from __future__ import annotations
 import json
 from typing import Any, Iterator
 
-from pulumi_policy import (
-    EnforcementLevel,
-    PolicyConfigSchema,
-    ReportViolation,
-    ResourceValidationArgs,
-    ResourceValidationPolicy,
-    StackValidationArgs,
-    StackValidationPolicy,
-)
-
 from components import labels
 from components.config import DEFAULT_ALLOWED_REGISTRIES
 from components.images import pin_problem, registry_allowed
+from policies.declare import resource_policy, stack_policy
 from policies.workloads import containers, pod_specs
 
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
@@ -96,29 +87,20 @@ def registry_problems(resources: list[tuple[str, dict[str, Any]]], extra: list[s
     return problems
 
 
-def _validate_registries(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-    extra = [p for p in (args.get_config() or {}).get("allowedRegistries") or [] if isinstance(p, str)]
-    for problem in registry_problems([(r.resource_type, r.props) for r in args.resources], extra):
-        report_violation(problem, None)
-
-
-workload_image_from_allowed_registry = StackValidationPolicy(
-    name="workload-image-from-allowed-registry",
-    description="Every image a declared workload runs comes from this stack's team ECR repositories or an allowed "
-                "registry prefix (the allowlist the image admission policy enforces in team namespaces).",
-    enforcement_level=EnforcementLevel.MANDATORY,
-    validate=_validate_registries,
-    config_schema=PolicyConfigSchema(properties={
-        "allowedRegistries": {"type": "array", "items": {"type": "string"}, "default": [],
-                              "description": "Image prefixes allowed on top of the allowlist the stack's image "
-                                             "admission policy carries (or, when a stack declares none, on top of "
-                                             "the default supplyChain.allowedRegistries)."},
-    }),
-    remediation_steps="Build the image with the team-image workflow into the team's ECR repository, or use an "
-                      "image from a registry in supplyChain.allowedRegistries; a registry every team may use is "
-                      "added there (a reviewed change to the stack config), one team's exception in that team's "
-                      "imageRegistries.",
+@stack_policy(
+    "workload-image-from-allowed-registry",
+    "Every image a declared workload runs comes from this stack's team ECR repositories or an allowed registry "
+    "prefix (the allowlist the image admission policy enforces in team namespaces).",
+    config={"allowedRegistries": {
+        "type": "array", "items": {"type": "string"}, "default": [],
+        "description": "Image prefixes allowed on top of the allowlist the stack's image admission policy carries "
+                       "(or, when a stack declares none, on top of the default supplyChain.allowedRegistries)."}},
+    remediation="Build the image with the team-image workflow into the team's ECR repository, or use an image from "
+                "a registry in supplyChain.allowedRegistries; a registry every team may use is added there (a "
+                "reviewed change to the stack config), one team's exception in that team's imageRegistries.",
 )
+def workload_image_from_allowed_registry(resources, config):
+    return registry_problems(resources, [p for p in config.get("allowedRegistries") or [] if isinstance(p, str)])
 
 
 # ---- images are pinned (resource) ----------------------------------------------------------------------
@@ -152,20 +134,14 @@ def pin_problems(resource_type: str, props: dict[str, Any]) -> list[str]:
             for problem in [pin_problem(image)] if problem]
 
 
-def _validate_pinned(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
-    if not (args.resource_type.startswith("kubernetes:")):
-        return
-    for problem in pin_problems(args.resource_type, args.props):
-        report_violation(problem, None)
-
-
-workload_image_pinned = ResourceValidationPolicy(
-    name="workload-image-pinned",
-    description="Workload images and Helm-value images are pinned: a version tag other than latest, or a digest.",
-    enforcement_level=EnforcementLevel.MANDATORY,
-    validate=_validate_pinned,
-    remediation_steps="Write the image with a version tag (e.g. ':v3.9.0') or a digest ('@sha256:...'), as a "
-                      "module constant next to the component that runs it; never ':latest' or no tag.",
+@resource_policy(
+    "workload-image-pinned",
+    "Workload images and Helm-value images are pinned: a version tag other than latest, or a digest.",
+    remediation="Write the image with a version tag (e.g. ':v3.9.0') or a digest ('@sha256:...'), as a module "
+                "constant next to the component that runs it; never ':latest' or no tag.",
 )
+def workload_image_pinned(r, config):
+    return pin_problems(r.resource_type, r.props) if r.resource_type.startswith("kubernetes:") else []
+
 
 POLICIES = [workload_image_from_allowed_registry, workload_image_pinned]

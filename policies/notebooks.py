@@ -14,14 +14,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pulumi_policy import (
-    EnforcementLevel,
-    PolicyConfigSchema,
-    ReportViolation,
-    ResourceValidationArgs,
-    ResourceValidationPolicy,
-)
-
+from policies.declare import resource_policy
 from policies.gpu_workloads import gpu_resources
 from policies.workloads import as_dict
 
@@ -70,26 +63,19 @@ def culling_problems(values: dict[str, Any], max_idle_seconds: int) -> list[str]
     return problems
 
 
-def _validate_culling(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
-    if args.resource_type != HELM_RELEASE:
-        return
-    values = as_dict(args.props.get("values"))
-    for problem in culling_problems(values, int(args.get_config().get("maxGpuIdleSeconds", 3600))):
-        report_violation(problem)
-
-
-gpu_notebook_idle_culling = ResourceValidationPolicy(
-    name="gpu-notebook-idle-culling",
-    description="Every GPU notebook profile of a JupyterHub release is covered by idle culling (the server's own "
-                "shutdown timeout or the hub's culler) with a timeout of at most maxGpuIdleSeconds.",
-    enforcement_level=EnforcementLevel.MANDATORY,
-    validate=_validate_culling,
-    config_schema=PolicyConfigSchema(properties={
-        "maxGpuIdleSeconds": {"type": "integer", "minimum": 60, "default": 3600,
-                              "description": "The longest a GPU notebook may sit idle before it is stopped."}}),
-    remediation_steps="Set notebooks.culling.gpuIdleTimeout (components/notebooks.py passes it to each GPU profile as "
-                      "--ServerApp.shutdown_no_activity_timeout), or turn on the hub's culler (cull.enabled) with "
-                      "cull.timeout at most the maximum.",
+@resource_policy(
+    "gpu-notebook-idle-culling",
+    "Every GPU notebook profile of a JupyterHub release is covered by idle culling (the server's own shutdown timeout "
+    "or the hub's culler) with a timeout of at most maxGpuIdleSeconds.",
+    types=(HELM_RELEASE,),
+    config={"maxGpuIdleSeconds": {"type": "integer", "minimum": 60, "default": 3600,
+                                  "description": "The longest a GPU notebook may sit idle before it is stopped."}},
+    remediation="Set notebooks.culling.gpuIdleTimeout (components/notebooks.py passes it to each GPU profile as "
+                "--ServerApp.shutdown_no_activity_timeout), or turn on the hub's culler (cull.enabled) with "
+                "cull.timeout at most the maximum.",
 )
+def gpu_notebook_idle_culling(r, config):
+    return culling_problems(as_dict(r.props.get("values")), int(config.get("maxGpuIdleSeconds", 3600)))
+
 
 POLICIES = [gpu_notebook_idle_culling]

@@ -12,15 +12,13 @@ Props are camelCase wire-form dicts; during a real preview a value may be unknow
 
 from __future__ import annotations
 
-from typing import Any
-
 import yaml
-from pulumi_policy import EnforcementLevel, ReportViolation, StackValidationArgs, StackValidationPolicy
 
 from components import catalog, labels, placement
 from components.autoscaler import CHART as AUTOSCALER_CHART
 from components.autoscaler import SCOPE_TAG, TEMPLATE_PREFIX
 from components.kueue import QUEUE_LABEL
+from policies.declare import stack_policy
 from policies.workloads import as_dict, as_list, pod_specs
 
 NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
@@ -209,22 +207,18 @@ def stranded_problems(resources: list[tuple[str, dict]]) -> list[str]:
     return problems
 
 
-def _validate(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-    for problem in stranded_problems([(r.resource_type, r.props) for r in args.resources]):
-        report_violation(problem)
-
-
-workload_fits_declared_capacity = StackValidationPolicy(
-    name="workload-fits-declared-capacity",
-    description="Every training job, InferenceService, JupyterHub profile and training job default fits a pool the "
-                "stack declares (selectors, tolerations, one instance's size, the pool's limits and autoscaling), "
-                "and its team's queue and namespace quota can admit it whole.",
-    enforcement_level=EnforcementLevel.MANDATORY,
-    validate=_validate,
-    remediation_steps="Target a declared pool (nodeSelector on mlops.platform/node-pool), tolerate its taints, ask "
-                      "for no more than one of its instance types offers, give a managed GPU node group the "
-                      "cluster-autoscaler (cluster.autoscaler) or a minSize, and keep jobs within the team's gpuQuota "
-                      "plus what its queue may borrow.",
+@stack_policy(
+    "workload-fits-declared-capacity",
+    "Every training job, InferenceService, JupyterHub profile and training job default fits a pool the stack "
+    "declares (selectors, tolerations, one instance's size, the pool's limits and autoscaling), and its team's queue "
+    "and namespace quota can admit it whole.",
+    remediation="Target a declared pool (nodeSelector on mlops.platform/node-pool), tolerate its taints, ask for no "
+                "more than one of its instance types offers, give a managed GPU node group the cluster-autoscaler "
+                "(cluster.autoscaler) or a minSize, and keep jobs within the team's gpuQuota plus what its queue may "
+                "borrow.",
 )
+def workload_fits_declared_capacity(resources, config):
+    return stranded_problems(resources)
+
 
 POLICIES = [workload_fits_declared_capacity]

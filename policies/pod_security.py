@@ -12,15 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pulumi_policy import (
-    EnforcementLevel,
-    PolicyConfigSchema,
-    ReportViolation,
-    StackValidationArgs,
-    StackValidationPolicy,
-)
-
 from components import labels
+from policies.declare import stack_policy
 from policies.workloads import PodTemplate, as_dict, as_list, containers, kind_of, pod_templates
 
 NAMESPACE = "kubernetes:core/v1:Namespace"
@@ -89,58 +82,41 @@ def namespace_level_problems(resources: list[tuple[str, dict[str, Any]]], minimu
     return problems
 
 
-def _resources(args: StackValidationArgs) -> list[tuple[str, dict[str, Any]]]:
-    return [(r.resource_type, r.props) for r in args.resources]
-
-
-def _validate_pods(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-    config = args.get_config() or {}
-    for problem in pod_security_problems(_resources(args), config.get("teamLabel") or labels.TEAM,
-                                         config.get("allowedAddedCapabilities")):
-        report_violation(problem, None)
-
-
-def _validate_namespace_level(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-    config = args.get_config() or {}
-    for problem in namespace_level_problems(_resources(args), config.get("minimumLevel") or "baseline",
-                                            config.get("teamLabel") or labels.TEAM):
-        report_violation(problem, None)
-
-
 TEAM_LABEL_CONFIG = {"teamLabel": {"type": "string", "default": labels.TEAM,
                                    "description": "The namespace label that marks a team namespace."}}
 
-team_pods_stay_off_the_node = StackValidationPolicy(
-    name="team-pod-security",
-    description="No pod template in a team namespace (any kind: Pods, Deployments, Jobs, CronJobs, training jobs, "
-                "TrainJobs, RayClusters, InferenceServices, Notebooks...) is privileged, uses the host's "
-                "network/PID/IPC, mounts a hostPath, binds a host port or adds a capability.",
-    enforcement_level=EnforcementLevel.MANDATORY,
-    validate=_validate_pods,
-    config_schema=PolicyConfigSchema(properties={
-        **TEAM_LABEL_CONFIG,
-        "allowedAddedCapabilities": {"type": "array", "items": {"type": "string"},
-                                     "default": ALLOWED_ADDED_CAPABILITIES,
-                                     "description": "Capabilities a team container may add."}}),
-    remediation_steps="Remove privileged, hostNetwork/hostPID/hostIPC, hostPath volumes, hostPort and "
-                      "capabilities.add from the pod template; data comes from PVCs (FSx datasets) and S3. A "
-                      "workload that truly needs the node (a device plugin, a log agent) belongs in a platform "
-                      "namespace, declared by the platform.",
-)
 
-team_namespace_pod_security_level = StackValidationPolicy(
-    name="team-namespace-pod-security-level",
-    description="Every team namespace enforces a Pod Security level of at least minimumLevel "
-                "(pod-security.kubernetes.io/enforce).",
-    enforcement_level=EnforcementLevel.MANDATORY,
-    validate=_validate_namespace_level,
-    config_schema=PolicyConfigSchema(properties={
-        **TEAM_LABEL_CONFIG,
-        "minimumLevel": {"type": "string", "enum": ["baseline", "restricted"], "default": "baseline",
-                         "description": "The weakest Pod Security level a team namespace may enforce."}}),
-    remediation_steps="Keep the label the tenancy component sets (pod-security.kubernetes.io/enforce: baseline or "
-                      "restricted); do not relabel a team namespace to privileged, by a NamespacePatch or by hand.",
+@stack_policy(
+    "team-pod-security",
+    "No pod template in a team namespace (any kind: Pods, Deployments, Jobs, CronJobs, training jobs, TrainJobs, "
+    "RayClusters, InferenceServices, Notebooks...) is privileged, uses the host's network/PID/IPC, mounts a "
+    "hostPath, binds a host port or adds a capability.",
+    config={**TEAM_LABEL_CONFIG,
+            "allowedAddedCapabilities": {"type": "array", "items": {"type": "string"},
+                                         "default": ALLOWED_ADDED_CAPABILITIES,
+                                         "description": "Capabilities a team container may add."}},
+    remediation="Remove privileged, hostNetwork/hostPID/hostIPC, hostPath volumes, hostPort and capabilities.add "
+                "from the pod template; data comes from PVCs (FSx datasets) and S3. A workload that truly needs the "
+                "node (a device plugin, a log agent) belongs in a platform namespace, declared by the platform.",
 )
+def team_pods_stay_off_the_node(resources, config):
+    return pod_security_problems(resources, config.get("teamLabel") or labels.TEAM,
+                                 config.get("allowedAddedCapabilities"))
+
+
+@stack_policy(
+    "team-namespace-pod-security-level",
+    "Every team namespace enforces a Pod Security level of at least minimumLevel "
+    "(pod-security.kubernetes.io/enforce).",
+    config={**TEAM_LABEL_CONFIG,
+            "minimumLevel": {"type": "string", "enum": ["baseline", "restricted"], "default": "baseline",
+                             "description": "The weakest Pod Security level a team namespace may enforce."}},
+    remediation="Keep the label the tenancy component sets (pod-security.kubernetes.io/enforce: baseline or "
+                "restricted); do not relabel a team namespace to privileged, by a NamespacePatch or by hand.",
+)
+def team_namespace_pod_security_level(resources, config):
+    return namespace_level_problems(resources, config.get("minimumLevel") or "baseline",
+                                    config.get("teamLabel") or labels.TEAM)
 
 
 # ---- platform Deployments: read-only root file system (upstream compliance rule) -------------------------------
@@ -159,26 +135,21 @@ def read_only_root_problems(resource_type: str, props: dict[str, Any], exempt: l
             if isinstance(c, dict) and as_dict(c.get("securityContext")).get("readOnlyRootFilesystem") is not True]
 
 
-def _validate_read_only_root(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-    config = args.get_config() or {}
-    teams = team_namespaces(_resources(args), config.get("teamLabel") or labels.TEAM)
-    for r in args.resources:
-        for problem in read_only_root_problems(r.resource_type, r.props, list(config.get("exempt") or []), teams):
-            report_violation(problem, r.urn)
-
-
-deployment_read_only_root_filesystem = StackValidationPolicy(
-    name="deployment-read-only-root-filesystem",
-    description="Every container of a platform Deployment (outside team namespaces) has securityContext."
-                "readOnlyRootFilesystem (upstream kubernetes-apps-v1-deployment-enable-read-only-root-filesystem).",
-    enforcement_level=EnforcementLevel.MANDATORY,
-    validate=_validate_read_only_root,
-    config_schema=PolicyConfigSchema(properties={
-        **TEAM_LABEL_CONFIG,
-        "exempt": {"type": "array", "items": {"type": "string"}, "default": [],
-                   "description": "namespace/name of Deployments allowed a writable root (state the reason)."}}),
-    remediation_steps="Set readOnlyRootFilesystem: true in the container's securityContext and mount an emptyDir "
-                      "where the program writes (e.g. /tmp).",
+@stack_policy(
+    "deployment-read-only-root-filesystem",
+    "Every container of a platform Deployment (outside team namespaces) has securityContext.readOnlyRootFilesystem "
+    "(upstream kubernetes-apps-v1-deployment-enable-read-only-root-filesystem).",
+    policy_resources=True,
+    config={**TEAM_LABEL_CONFIG,
+            "exempt": {"type": "array", "items": {"type": "string"}, "default": [],
+                       "description": "namespace/name of Deployments allowed a writable root (state the reason)."}},
+    remediation="Set readOnlyRootFilesystem: true in the container's securityContext and mount an emptyDir where the "
+                "program writes (e.g. /tmp).",
 )
+def deployment_read_only_root_filesystem(resources, config):
+    teams = team_namespaces([(r.resource_type, r.props) for r in resources], config.get("teamLabel") or labels.TEAM)
+    return [(r.urn, problem) for r in resources
+            for problem in read_only_root_problems(r.resource_type, r.props, list(config.get("exempt") or []), teams)]
+
 
 POLICIES = [team_pods_stay_off_the_node, team_namespace_pod_security_level, deployment_read_only_root_filesystem]

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pulumi_policy import EnforcementLevel, PolicyConfigSchema, ReportViolation, StackValidationArgs, \
-    StackValidationPolicy
+from pulumi_policy import EnforcementLevel
 
 from components.planning import quotas
+from policies.declare import stack_policy
 
 
 def quota_problems(resources: list[tuple[str, dict[str, Any]]], account_quotas: dict[str, Any]) -> list[str]:
@@ -30,27 +30,21 @@ def quota_problems(resources: list[tuple[str, dict[str, Any]]], account_quotas: 
     return problems
 
 
-def _validate(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-    problems = quota_problems([(r.resource_type, r.props) for r in args.resources],
-                              (args.get_config() or {}).get("accountQuotas") or {})
-    if problems:    # one report for the stack: the quotas are one request to AWS
-        report_violation(" ".join(problems))
-
-
-ec2_gpu_vcpu_quotas_granted = StackValidationPolicy(
-    name="ec2-gpu-vcpu-quotas-granted",
-    description="The account's EC2 vCPU quotas (G and VT, P; on-demand and spot) cover every GPU pool at its limit.",
-    enforcement_level=EnforcementLevel.ADVISORY,
-    validate=_validate,
-    config_schema=PolicyConfigSchema(properties={
-        "accountQuotas": {"type": "object", "additionalProperties": {"type": "number", "minimum": 0},
-                          "default": {},
-                          "description": "The account's applied quota values in the stack's region, by quota code "
-                                         "(aws service-quotas get-service-quota --service-code ec2 --quota-code ...)"},
-    }),
-    remediation_steps="Request the quota increase (bootstrap/ declares aws.servicequotas.ServiceQuota requests for "
-                      "gpuQuotas.platformStacks; `python -m preview cost <stack>` lists the figures), then record the "
-                      "granted values in policies/config.<stack>.json under accountQuotas.",
+@stack_policy(
+    "ec2-gpu-vcpu-quotas-granted",
+    "The account's EC2 vCPU quotas (G and VT, P; on-demand and spot) cover every GPU pool at its limit.",
+    level=EnforcementLevel.ADVISORY,
+    config={"accountQuotas": {
+        "type": "object", "additionalProperties": {"type": "number", "minimum": 0}, "default": {},
+        "description": "The account's applied quota values in the stack's region, by quota code "
+                       "(aws service-quotas get-service-quota --service-code ec2 --quota-code ...)"}},
+    remediation="Request the quota increase (bootstrap/ declares aws.servicequotas.ServiceQuota requests for "
+                "gpuQuotas.platformStacks; `python -m preview cost <stack>` lists the figures), then record the "
+                "granted values in policies/config.<stack>.json under accountQuotas.",
 )
+def ec2_gpu_vcpu_quotas_granted(resources, config):
+    problems = quota_problems(resources, config.get("accountQuotas") or {})
+    return [" ".join(problems)] if problems else []     # one report for the stack: the quotas are one request to AWS
+
 
 POLICIES = [ec2_gpu_vcpu_quotas_granted]

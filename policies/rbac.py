@@ -11,15 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pulumi_policy import (
-    EnforcementLevel,
-    PolicyConfigSchema,
-    ReportViolation,
-    StackValidationArgs,
-    StackValidationPolicy,
-)
-
 from components import labels
+from policies.declare import stack_policy
 from policies.pod_security import team_namespaces
 from policies.workloads import as_dict, as_list
 
@@ -71,26 +64,19 @@ def rbac_problems(resources: list[tuple[str, dict[str, Any]]], allowed_groups: l
     return problems
 
 
-def _validate(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-    config = args.get_config() or {}
-    for problem in rbac_problems([(r.resource_type, r.props) for r in args.resources],
-                                 list(config.get("allowedGroups") or []), config.get("teamLabel") or labels.TEAM):
-        report_violation(problem, None)
-
-
-no_wildcard_role_for_teams = StackValidationPolicy(
-    name="rbac-no-wildcard-role-for-teams",
-    description="No ClusterRoleBinding or RoleBinding gives a Group, a User or a team namespace's ServiceAccount a "
-                "role with '*' in verbs, resources or apiGroups, an aggregated role, or cluster-admin/admin/edit.",
-    enforcement_level=EnforcementLevel.MANDATORY,
-    validate=_validate,
-    config_schema=PolicyConfigSchema(properties={
-        "allowedGroups": {"type": "array", "items": {"type": "string"}, "default": [],
-                          "description": "Groups that may hold a wildcard role (platform administrators)."},
-        "teamLabel": {"type": "string", "default": labels.TEAM}}),
-    remediation_steps="Bind the team's group to the tenancy component's team-member Role (named verbs on named "
-                      "resources in its namespace); cluster administrators come in through EKS access policies "
-                      "(cluster.adminRoleArns), not Kubernetes bindings.",
+@stack_policy(
+    "rbac-no-wildcard-role-for-teams",
+    "No ClusterRoleBinding or RoleBinding gives a Group, a User or a team namespace's ServiceAccount a role with '*' "
+    "in verbs, resources or apiGroups, an aggregated role, or cluster-admin/admin/edit.",
+    config={"allowedGroups": {"type": "array", "items": {"type": "string"}, "default": [],
+                              "description": "Groups that may hold a wildcard role (platform administrators)."},
+            "teamLabel": {"type": "string", "default": labels.TEAM}},
+    remediation="Bind the team's group to the tenancy component's team-member Role (named verbs on named resources "
+                "in its namespace); cluster administrators come in through EKS access policies "
+                "(cluster.adminRoleArns), not Kubernetes bindings.",
 )
+def no_wildcard_role_for_teams(resources, config):
+    return rbac_problems(resources, list(config.get("allowedGroups") or []), config.get("teamLabel") or labels.TEAM)
+
 
 POLICIES = [no_wildcard_role_for_teams]

@@ -11,15 +11,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pulumi_policy import (
-    EnforcementLevel,
-    PolicyConfigSchema,
-    ReportViolation,
-    StackValidationArgs,
-    StackValidationPolicy,
-)
-
 from policies.data import PRODUCTION_CONFIG, is_production
+from policies.declare import stack_policy
 from policies.workloads import as_dict, containers, pod_templates
 
 INFERENCE_SERVICE = "kubernetes:serving.kserve.io/v1beta1:InferenceService"
@@ -114,41 +107,30 @@ def replica_quota_problems(resources: list[tuple[str, dict[str, Any]]]) -> list[
     return problems
 
 
-def _pairs(args: StackValidationArgs) -> list[tuple[str, dict[str, Any]]]:
-    return [(r.resource_type, r.props) for r in args.resources]
-
-
-def _validate_warm(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-    if is_production(args.resources, (args.get_config() or {}).get("production", "auto")):
-        for problem in scale_to_zero_problems(_pairs(args)):
-            report_violation(problem, None)
-
-
-def _validate_quota(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-    for problem in replica_quota_problems(_pairs(args)):
-        report_violation(problem, None)
-
-
-inference_warm_in_prod = StackValidationPolicy(
-    name="inference-no-scale-to-zero-in-prod",
-    description="In production stacks no InferenceService component scales to zero (minReplicas 0 or the Knative "
-                "min-scale annotation 0).",
-    enforcement_level=EnforcementLevel.MANDATORY,
-    validate=_validate_warm,
-    config_schema=PolicyConfigSchema(properties=dict(PRODUCTION_CONFIG)),
-    remediation_steps="Set the model's minReplicas to 1 or more (teams[].models[].minReplicas); scale-to-zero is for "
-                      "dev stacks.",
+@stack_policy(
+    "inference-no-scale-to-zero-in-prod",
+    "In production stacks no InferenceService component scales to zero (minReplicas 0 or the Knative min-scale "
+    "annotation 0).",
+    policy_resources=True,
+    config=PRODUCTION_CONFIG,
+    remediation="Set the model's minReplicas to 1 or more (teams[].models[].minReplicas); scale-to-zero is for dev "
+                "stacks.",
 )
+def inference_warm_in_prod(resources, config):
+    if not is_production(resources, config.get("production", "auto")):
+        return []
+    return scale_to_zero_problems([(r.resource_type, r.props) for r in resources])
 
-inference_replicas_within_quota = StackValidationPolicy(
-    name="inference-replicas-within-quota",
-    description="In a namespace with a ResourceQuota, every InferenceService component sets maxReplicas, and all of "
-                "them at their maxima request no more CPU, memory or GPU than the quota holds.",
-    enforcement_level=EnforcementLevel.MANDATORY,
-    validate=_validate_quota,
-    config_schema=PolicyConfigSchema(properties={}),
-    remediation_steps="Lower the model's maxReplicas or its per-replica requests, or raise the team's quota "
-                      "(teams[].quota in the stack config).",
+
+@stack_policy(
+    "inference-replicas-within-quota",
+    "In a namespace with a ResourceQuota, every InferenceService component sets maxReplicas, and all of them at their "
+    "maxima request no more CPU, memory or GPU than the quota holds.",
+    remediation="Lower the model's maxReplicas or its per-replica requests, or raise the team's quota (teams[].quota "
+                "in the stack config).",
 )
+def inference_replicas_within_quota(resources, config):
+    return replica_quota_problems(resources)
+
 
 POLICIES = [inference_warm_in_prod, inference_replicas_within_quota]

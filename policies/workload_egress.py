@@ -25,17 +25,10 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from pulumi_policy import (
-    EnforcementLevel,
-    PolicyConfigSchema,
-    ReportViolation,
-    StackValidationArgs,
-    StackValidationPolicy,
-)
-
 from components import catalog, labels
 from components.endpoints import JUPYTERHUB_API, MLFLOW
 from policies import netpol
+from policies.declare import stack_policy
 from policies.pod_security import team_namespaces
 from policies.workloads import as_dict, as_list
 
@@ -247,33 +240,25 @@ def egress_problems(resources: list[tuple[str, dict[str, Any]]], public_cidrs: l
     return problems
 
 
-def _validate(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-    config = args.get_config() or {}
-    resources = [(r.resource_type, r.props) for r in args.resources]
-    public_cidrs, problems = s3_cidrs(resources)
-    for problem in problems + egress_problems(resources, public_cidrs, as_dict(config.get("extraDestinations")),
-                                              config.get("teamLabel") or labels.TEAM):
-        report_violation(problem, None)
-
-
-workload_egress_allowlist = StackValidationPolicy(
-    name="workload-egress-allowlist",
-    description="In team namespaces, every NetworkPolicy egress rule, for every workload kind it may select "
-                "(training, notebook, inference, other/unlabelled), reaches only what that kind needs: DNS, MLflow, "
-                "the hub API, S3 prefix lists, interface endpoints, Lustre in one private subnet, its training "
-                "peers. No `namespaceSelector: {}`, no VPC-wide or private-range CIDR.",
-    enforcement_level=EnforcementLevel.MANDATORY,
-    validate=_validate,
-    config_schema=PolicyConfigSchema(properties={
-        "extraDestinations": {"type": "object", "default": {},
-                              "description": "kind (training|notebook|inference|other) -> [{cidr, ports: "
-                                             "[\"TCP/443\", ...]}] allowed on top (a team's package index)."},
-        "teamLabel": {"type": "string", "default": labels.TEAM},
-    }),
-    remediation_steps="Name the destination exactly: the namespace by kubernetes.io/metadata.name and the pods "
-                      "by their labels, the port; an ipBlock of the S3 prefix list or of one subnet, never the "
-                      "VPC or 10.0.0.0/8. A destination the platform does not know (a package index) goes into "
-                      "this policy's `extraDestinations` in policies/config.<stack>.json, a reviewed change.",
+@stack_policy(
+    "workload-egress-allowlist",
+    "In team namespaces, every NetworkPolicy egress rule, for every workload kind it may select (training, notebook, "
+    "inference, other/unlabelled), reaches only what that kind needs: DNS, MLflow, the hub API, S3 prefix lists, "
+    "interface endpoints, Lustre in one private subnet, its training peers. No `namespaceSelector: {}`, no VPC-wide "
+    "or private-range CIDR.",
+    config={"extraDestinations": {"type": "object", "default": {},
+                                  "description": "kind (training|notebook|inference|other) -> [{cidr, ports: "
+                                                 "[\"TCP/443\", ...]}] allowed on top (a team's package index)."},
+            "teamLabel": {"type": "string", "default": labels.TEAM}},
+    remediation="Name the destination exactly: the namespace by kubernetes.io/metadata.name and the pods by their "
+                "labels, the port; an ipBlock of the S3 prefix list or of one subnet, never the VPC or 10.0.0.0/8. A "
+                "destination the platform does not know (a package index) goes into this policy's "
+                "`extraDestinations` in policies/config.<stack>.json, a reviewed change.",
 )
+def workload_egress_allowlist(resources, config):
+    public_cidrs, problems = s3_cidrs(resources)
+    return problems + egress_problems(resources, public_cidrs, as_dict(config.get("extraDestinations")),
+                                      config.get("teamLabel") or labels.TEAM)
+
 
 POLICIES = [workload_egress_allowlist]

@@ -29,6 +29,7 @@ import pulumi
 import pulumi_aws as aws
 
 from bootstrap.config import GithubConfig
+from components.iam import web_identity_trust
 from components.supply_chain import GITHUB_OIDC_HOST
 
 AUDIENCE = "sts.amazonaws.com"
@@ -79,18 +80,10 @@ def subjects_deploy(repository: str, environments: list[str]) -> list[str]:
 
 def trust_policy(provider_arn: str, subjects: list[str]) -> dict[str, Any]:
     """Only GitHub tokens for sts.amazonaws.com with exactly one of `subjects` (no wildcards)."""
-    return {
-        "Version": "2012-10-17",
-        "Statement": [{
-            "Effect": "Allow",
-            "Principal": {"Federated": provider_arn},
-            "Action": "sts:AssumeRoleWithWebIdentity",
-            "Condition": {"StringEquals": {
-                f"{GITHUB_OIDC_HOST}:aud": AUDIENCE,
-                f"{GITHUB_OIDC_HOST}:sub": sorted(subjects),
-            }},
-        }],
-    }
+    return web_identity_trust(provider_arn, {
+        f"{GITHUB_OIDC_HOST}:aud": AUDIENCE,
+        f"{GITHUB_OIDC_HOST}:sub": sorted(subjects),
+    })
 
 
 def _state_and_secrets(bucket_arn: str, key_arn: str, write: bool) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ import pulumi_aws as aws
 
 from bootstrap.config import StateConfig
 from components.buckets import private_bucket_settings
+from components.iam import customer_key
 
 
 @dataclass(frozen=True)
@@ -31,13 +32,9 @@ class StateBackend(pulumi.ComponentResource):
         # Losing either loses every stack: the state, or the data key that decrypts its secrets.
         kept = pulumi.ResourceOptions(parent=self, protect=cfg.protect, retain_on_delete=cfg.protect)
 
-        key = aws.kms.Key(
-            f"{name}-secrets",
-            description="Pulumi secrets provider (awskms://) and state bucket encryption of the ML platform stacks",
-            enable_key_rotation=True,
-            deletion_window_in_days=30,
-            opts=kept,
-        )
+        key = customer_key(f"{name}-secrets",
+                           "Pulumi secrets provider (awskms://) and state bucket encryption of the ML platform stacks",
+                           kept)
         aws.kms.Alias(f"{name}-secrets", name=cfg.secrets_key_alias, target_key_id=key.key_id, opts=child)
 
         bucket = aws.s3.Bucket(f"{name}-state", bucket=cfg.bucket_name, force_destroy=False,

@@ -12,7 +12,7 @@ import pulumi_kubernetes as k8s
 from components import labels
 from components.config import ClusterConfig, GpuNodeGroupConfig
 from components.endpoints import ClusterAccess
-from components.iam import Oidc, encrypted_log_group, irsa_role, service_trust_policy
+from components.iam import Oidc, customer_key, encrypted_log_group, irsa_role, service_trust_policy
 
 MANAGED_POLICY = "arn:aws:iam::aws:policy/"
 CLUSTER_ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
@@ -55,13 +55,8 @@ class Cluster(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         data = pulumi.ResourceOptions(parent=self, protect=args.protect_data)
 
-        secrets_key = aws.kms.Key(
-            f"{name}-secrets",
-            description=f"Envelope encryption of Kubernetes secrets in EKS cluster {args.cluster_name}",
-            enable_key_rotation=True,
-            deletion_window_in_days=30,
-            opts=data,
-        )
+        secrets_key = customer_key(
+            f"{name}-secrets", f"Envelope encryption of Kubernetes secrets in EKS cluster {args.cluster_name}", data)
         # Created before the cluster so EKS writes into a group whose retention and key we own (audit logs name
         # every caller and object: encrypted with a key of their own).
         log_group = encrypted_log_group(

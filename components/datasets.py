@@ -28,7 +28,7 @@ from components import catalog, labels
 from components.config import DatasetConfig
 from components.endpoints import ClusterAccess, DatasetAccess, DvcRemote
 from components.buckets import private_bucket_settings
-from components.iam import irsa_role
+from components.iam import customer_key, irsa_role
 
 FSX = catalog.fsx()
 CSI = FSX["csi"]
@@ -230,28 +230,22 @@ class Datasets(pulumi.ComponentResource):
         )
         rules: list[pulumi.Resource] = []
         nodes = access.cluster_security_group_id
+        ingress, egress = aws.vpc.SecurityGroupIngressRule, aws.vpc.SecurityGroupEgressRule
+        # (rule, name, the group it is in, the group it admits/reaches, description)
+        lustre = [
+            (ingress, "lustre-self", sg.id, sg.id, "Lustre between file servers"),
+            (ingress, "lustre-nodes", sg.id, nodes, "Lustre from the cluster's nodes"),
+            (egress, "lustre-self", sg.id, sg.id, "Lustre between file servers"),
+            (egress, "lustre-nodes", sg.id, nodes, "Lustre to the cluster's nodes"),
+            # Lustre servers also open connections to their clients: the nodes must admit them.
+            (ingress, "nodes-from-lustre", nodes, sg.id, "Lustre from the datasets' file servers"),
+        ]
         for ports in FSX["lustrePorts"]:
             span = f"{ports['from']}-{ports['to']}" if ports["from"] != ports["to"] else str(ports["from"])
-            common = dict(ip_protocol="tcp", from_port=ports["from"], to_port=ports["to"])
-            rules += [
-                aws.vpc.SecurityGroupIngressRule(f"{name}-lustre-self-{span}", security_group_id=sg.id,
-                                                 referenced_security_group_id=sg.id,
-                                                 description="Lustre between file servers", **common, opts=child),
-                aws.vpc.SecurityGroupIngressRule(f"{name}-lustre-nodes-{span}", security_group_id=sg.id,
-                                                 referenced_security_group_id=nodes,
-                                                 description="Lustre from the cluster's nodes", **common, opts=child),
-                aws.vpc.SecurityGroupEgressRule(f"{name}-lustre-self-{span}", security_group_id=sg.id,
-                                                referenced_security_group_id=sg.id,
-                                                description="Lustre between file servers", **common, opts=child),
-                aws.vpc.SecurityGroupEgressRule(f"{name}-lustre-nodes-{span}", security_group_id=sg.id,
-                                                referenced_security_group_id=nodes,
-                                                description="Lustre to the cluster's nodes", **common, opts=child),
-                # Lustre servers also open connections to their clients: the nodes must admit them.
-                aws.vpc.SecurityGroupIngressRule(f"{name}-nodes-from-lustre-{span}", security_group_id=nodes,
-                                                 referenced_security_group_id=sg.id,
-                                                 description="Lustre from the datasets' file servers", **common,
-                                                 opts=child),
-            ]
+            rules += [rule(f"{name}-{role}-{span}", security_group_id=group, referenced_security_group_id=peer,
+                           description=description, ip_protocol="tcp", from_port=ports["from"], to_port=ports["to"],
+                           opts=child)
+                      for rule, role, group, peer, description in lustre]
         s3 = aws.ec2.get_managed_prefix_list_output(
             name=aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self)).region.apply(
                 lambda r: f"com.amazonaws.{r}.s3"),
@@ -343,8 +337,7 @@ class Datasets(pulumi.ComponentResource):
         """One bucket, a prefix per team (`s3://<bucket>/<team>/`): versioned, KMS-encrypted, private, TLS only.
         The Team component grants each team's notebook and training roles its own prefix only."""
         data = pulumi.ResourceOptions(parent=self, protect=args.protect_data)
-        key = aws.kms.Key(f"{name}-dvc", description="DVC remotes of the ML platform's teams",
-                          enable_key_rotation=True, deletion_window_in_days=30, opts=data)
+        key = customer_key(f"{name}-dvc", "DVC remotes of the ML platform's teams", data)
         bucket = aws.s3.Bucket(f"{name}-dvc", force_destroy=False, tags={"Name": f"{name}-dvc"}, opts=data)
         private_bucket_settings(f"{name}-dvc", bucket, key.arn, noncurrent_days=DVC_NONCURRENT_DAYS, parent=self)
         return DvcRemote(bucket_name=bucket.bucket, bucket_arn=bucket.arn, kms_key_arn=key.arn)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -32,23 +33,40 @@ def tls_only_bucket_policy(bucket_arn: str) -> str:
     }]})
 
 
+def web_identity_trust(provider_arn: str, string_equals: dict[str, Any],
+                       string_like: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The trust policy of a role assumed with an OIDC token (IRSA service accounts, GitHub Actions): tokens of this
+    one provider whose claims equal `string_equals` (and match the `string_like` patterns)."""
+    condition: dict[str, Any] = {"StringEquals": string_equals}
+    if string_like:
+        condition["StringLike"] = string_like
+    return {
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": {"Federated": provider_arn},
+            "Action": "sts:AssumeRoleWithWebIdentity",
+            "Condition": condition,
+        }],
+    }
+
+
+def customer_key(name: str, description: str, opts: pulumi.ResourceOptions, **args: Any) -> aws.kms.Key:
+    """A customer-managed KMS key as the platform keeps every key: rotated yearly (policy kms-key-rotation), and
+    deleted only after 30 days, in which a mistaken deletion can still be cancelled."""
+    return aws.kms.Key(name, description=description, enable_key_rotation=True, deletion_window_in_days=30,
+                       opts=opts, **args)
+
+
 def irsa_trust_policy(oidc: Oidc, namespace: str, service_account: str) -> pulumi.Output[str]:
     """Only this one service account of this cluster may assume the role."""
 
     def doc(arn: str, issuer: str) -> str:
         host = issuer.removeprefix("https://")
-        return json.dumps({
-            "Version": "2012-10-17",
-            "Statement": [{
-                "Effect": "Allow",
-                "Principal": {"Federated": arn},
-                "Action": "sts:AssumeRoleWithWebIdentity",
-                "Condition": {"StringEquals": {
-                    f"{host}:sub": f"system:serviceaccount:{namespace}:{service_account}",
-                    f"{host}:aud": "sts.amazonaws.com",
-                }},
-            }],
-        })
+        return json.dumps(web_identity_trust(arn, {
+            f"{host}:sub": f"system:serviceaccount:{namespace}:{service_account}",
+            f"{host}:aud": "sts.amazonaws.com",
+        }))
 
     return pulumi.Output.all(oidc.provider_arn, oidc.issuer_url).apply(lambda a: doc(*a))
 
@@ -105,7 +123,6 @@ def encrypted_log_group(name: str, log_group_name: pulumi.Input[str], retention_
     policy = pulumi.Output.all(aws.get_partition_output(opts=invoke).partition, identity.account_id,
                                aws.get_region_output(opts=invoke).region, log_group_name).apply(
         lambda a: logs_key_policy(a[0], a[1], a[2], [a[3]]))
-    key = aws.kms.Key(f"{name}-logs", description=description, enable_key_rotation=True, deletion_window_in_days=30,
-                      policy=policy, opts=pulumi.ResourceOptions(parent=parent))
+    key = customer_key(f"{name}-logs", description, pulumi.ResourceOptions(parent=parent), policy=policy)
     return aws.cloudwatch.LogGroup(name, name=log_group_name, retention_in_days=retention_days, kms_key_id=key.arn,
                                    opts=pulumi.ResourceOptions(parent=parent))

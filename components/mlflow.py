@@ -26,7 +26,7 @@ from components import mlflow_auth as auth
 from components.config import MlflowConfig
 from components.endpoints import MLFLOW, ClusterAccess, ServiceEndpoint
 from components.buckets import private_bucket_settings
-from components.iam import irsa_role
+from components.iam import customer_key, irsa_role
 from components.network import lookup_subnet_cidrs
 
 # Pinned in components/data/versions.yaml. RDS: only the major version is pinned; AWS applies minor (security)
@@ -88,14 +88,8 @@ class Mlflow(pulumi.ComponentResource):
         tags = {"mlops.platform/component": "mlflow", "mlops.platform/cluster": args.cluster_name}
 
         # ---- S3 artifact store
-        key = aws.kms.Key(
-            f"{name}-data",
-            description=f"MLflow artifacts and database of EKS cluster {args.cluster_name}",
-            enable_key_rotation=True,
-            deletion_window_in_days=30,
-            tags=tags,
-            opts=data,
-        )
+        key = customer_key(f"{name}-data", f"MLflow artifacts and database of EKS cluster {args.cluster_name}", data,
+                           tags=tags)
         bucket = aws.s3.Bucket(f"{name}-artifacts", force_destroy=not args.protect_data, tags=tags, opts=data)
         private_bucket_settings(f"{name}-artifacts", bucket, key.arn, noncurrent_days=90, parent=self)
 

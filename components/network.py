@@ -11,7 +11,7 @@ import pulumi_aws as aws
 
 from components import labels
 from components.config import NetworkConfig
-from components.iam import encrypted_log_group
+from components.iam import encrypted_log_group, service_trust_policy
 
 
 @dataclass(frozen=True)
@@ -178,16 +178,12 @@ class Network(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         group = encrypted_log_group(f"{name}-flow-logs", f"/aws/vpc/{args.cluster_name}/flow-logs",
                                     args.log_retention_days, f"VPC flow logs of {args.cluster_name}", self)
-        role = aws.iam.Role(f"{name}-flow-logs", assume_role_policy=flow_logs_trust_policy(), opts=child)
+        role = aws.iam.Role(f"{name}-flow-logs", assume_role_policy=service_trust_policy("vpc-flow-logs.amazonaws.com"),
+                            opts=child)
         aws.iam.RolePolicy(f"{name}-flow-logs", role=role.id, policy=group.arn.apply(flow_logs_policy), opts=child)
         aws.ec2.FlowLog(f"{name}-flow-logs", vpc_id=vpc.id, traffic_type="ALL", log_destination_type="cloud-watch-logs",
                         log_destination=group.arn, iam_role_arn=role.arn, max_aggregation_interval=60,
                         tags={"Name": f"{name}-flow-logs"}, opts=child)
-
-
-def flow_logs_trust_policy() -> str:
-    return json.dumps({"Version": "2012-10-17", "Statement": [{
-        "Effect": "Allow", "Principal": {"Service": "vpc-flow-logs.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
 
 
 def flow_logs_policy(log_group_arn: str) -> str:

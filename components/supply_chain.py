@@ -30,6 +30,7 @@ import pulumi_kubernetes as k8s
 from components import labels
 from components.config import SupplyChainConfig, TeamConfig
 from components.endpoints import ClusterAccess
+from components.iam import customer_key, web_identity_trust
 from components.images import (DIGEST_MARKER, TAG_PATTERN, expand, pin_problem,  # noqa: F401 (re-exported)
                                registry_allowed, spellings)
 
@@ -158,24 +159,13 @@ def repository_policy(ci_role_arn: str | None) -> str:
 
 def ci_trust_policy(provider_arn: str, team: TeamConfig, workflow_repository: str) -> str:
     """Only the team's repository, on its branch, running the platform's team-image workflow."""
-    return json.dumps({
-        "Version": "2012-10-17",
-        "Statement": [{
-            "Effect": "Allow",
-            "Principal": {"Federated": provider_arn},
-            "Action": "sts:AssumeRoleWithWebIdentity",
-            "Condition": {
-                "StringEquals": {
-                    f"{GITHUB_OIDC_HOST}:aud": "sts.amazonaws.com",
-                    f"{GITHUB_OIDC_HOST}:sub": f"repo:{team.ci_repository}:ref:refs/heads/{team.ci_branch}",
-                },
-                "StringLike": {
-                    f"{GITHUB_OIDC_HOST}:job_workflow_ref": [
-                        f"{workflow_repository}/{TEAM_IMAGE_WORKFLOW}@{ref}" for ref in WORKFLOW_REFS],
-                },
-            },
-        }],
-    })
+    return json.dumps(web_identity_trust(provider_arn, {
+        f"{GITHUB_OIDC_HOST}:aud": "sts.amazonaws.com",
+        f"{GITHUB_OIDC_HOST}:sub": f"repo:{team.ci_repository}:ref:refs/heads/{team.ci_branch}",
+    }, {
+        f"{GITHUB_OIDC_HOST}:job_workflow_ref": [
+            f"{workflow_repository}/{TEAM_IMAGE_WORKFLOW}@{ref}" for ref in WORKFLOW_REFS],
+    }))
 
 
 def ci_push_policy(repository_arn: str) -> str:
@@ -222,13 +212,8 @@ class SupplyChain(pulumi.ComponentResource):
         self.registry = pulumi.Output.concat(account, ".dkr.ecr.", region, ".amazonaws.com")
         self.repository_prefix = self.registry.apply(lambda r: platform_prefix(r, args.cluster_name))
 
-        key = aws.kms.Key(
-            f"{name}-images",
-            description=f"Encryption of the team image repositories {args.cluster_name}/* in ECR",
-            enable_key_rotation=True,
-            deletion_window_in_days=30,
-            opts=data,
-        )
+        key = customer_key(f"{name}-images", f"Encryption of the team image repositories {args.cluster_name}/* in ECR",
+                           data)
         aws.kms.Alias(f"{name}-images", name=f"alias/{args.cluster_name}-images", target_key_id=key.key_id,
                       opts=child)
 

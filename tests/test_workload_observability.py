@@ -22,7 +22,7 @@ from tests import upstream
 from tests.conftest import Rendered, run_config
 from tests.grafana_schema import BUILTIN_VARIABLES, DASHBOARD_SCHEMA
 from tests.observability_fixture import CONFIG, P, TEAM, fixture_stack, rule_files
-from tests.test_observability import dashboards, expression_problems, targets
+from tests.observability_check import dashboards, expression_problems, targets
 from tests.test_prometheus_rules import ksm_label
 
 

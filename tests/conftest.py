@@ -131,7 +131,7 @@ class Rendered:
 _RENDERED: dict[Path, tuple[tuple, Rendered]] = {}
 
 
-def _rendered_file(stack: str, path: Path) -> Rendered:
+def rendered_file(stack: str, path: Path) -> Rendered:
     """A stack file rendered once per session (per xdist worker). Files with the same config share the render: the
     run depends only on the stack name and the config, so a shipped stack still equal to its fixture costs nothing."""
     config = engine.read_stack_config(path)
@@ -146,12 +146,12 @@ def _rendered_file(stack: str, path: Path) -> Rendered:
 
 def rendered_stack(stack: str) -> Rendered:
     """The fixture stack (tests/fixtures/stacks) rendered once per session, shared by every test that reads it."""
-    return _rendered_file(stack, fixture_stack_file(stack))
+    return rendered_file(stack, fixture_stack_file(stack))
 
 
 def rendered_shipped(stack: str) -> Rendered:
     """The shipped Pulumi.<stack>.yaml rendered once per session: for the generic checks only."""
-    return _rendered_file(stack, engine.stack_file(stack))
+    return rendered_file(stack, engine.stack_file(stack))
 
 
 _CLI_RENDERS: dict[tuple, tuple[Path, str]] = {}

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import PROJECT_DIR
+from preview import render
+from tests.conftest import PROJECT_DIR, rendered_file
 
 FIXTURE = Path(__file__).parent / "fixtures" / "Pulumi.review.yaml"
 STACK = "review"
@@ -43,10 +44,9 @@ def base(tmp_path_factory) -> tuple[Path, dict]:
     (repo / f"Pulumi.{STACK}.yaml").write_text(FIXTURE.read_text())
     git(repo, "add", "-A")
     git(repo, "commit", "--quiet", "--allow-empty", "-m", "base")
-    out = repo.parent / "base-build"
-    subprocess.run([sys.executable, "-m", "preview", "render", STACK, "--out", str(out)], cwd=repo, check=True,
-                   capture_output=True)
-    return repo, json.loads((out / "plan.json").read_text())
+    # The base's plan, for the names and values the scenarios look for: the same code and stack file rendered
+    # in-process (the CLI renders the base again itself, from the commit).
+    return repo, render.plan(rendered_file(STACK, FIXTURE).run)
 
 
 def preview_diff(base_repo: Path, tmp_path: Path, edit) -> tuple[str, str]:

@@ -56,6 +56,12 @@ def config_problems(config: dict[str, Any]) -> list[str]:
     return info.value.problems
 
 
+def assert_config_problem(config: dict[str, Any], expected: str) -> None:
+    """`parse_config` refuses the config with a problem that starts with `expected` (key path, then message)."""
+    found = config_problems(config)
+    assert any(p.startswith(expected) for p in found), found
+
+
 def run_config(config: dict[str, Any], stack: str = "test") -> engine.Run:
     """Run the real program with a config map written like a stack file's `config:`."""
     wire = {k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}

@@ -8,7 +8,8 @@ import sys
 import pytest
 
 from components.config import PlatformConfig, parse_config
-from tests.conftest import PROJECT_DIR, fixture_stack_file, raw_config as raw, config_problems as problems
+from tests.conftest import (PROJECT_DIR, assert_config_problem,
+                            fixture_stack_file, raw_config as raw, config_problems as problems)
 
 PREFIX = "mlops-platform:"
 
@@ -60,7 +61,7 @@ def test_three_mistakes_are_all_reported_with_their_key_paths():
 def test_each_rule_names_its_key(mutate, expected):
     config = raw("dev")
     mutate(config)
-    assert any(p.startswith(expected) for p in problems(config)), problems(config)
+    assert_config_problem(config, expected)
 
 
 @pytest.mark.parametrize("key, value, expected", [
@@ -71,13 +72,13 @@ def test_each_rule_names_its_key(mutate, expected):
 def test_prod_guard_rails(key, value, expected):
     config = raw("prod")
     config[key] = value
-    assert any(p.startswith(expected) for p in problems(config))
+    assert_config_problem(config, expected)
 
 
 def test_prod_refuses_spot_system_nodes():
     config = raw("prod")
     config["cluster"]["systemNodes"]["capacityType"] = "SPOT"
-    assert any(p.startswith("cluster.systemNodes.capacityType: must be 'ON_DEMAND' in prod") for p in problems(config))
+    assert_config_problem(config, "cluster.systemNodes.capacityType: must be 'ON_DEMAND' in prod")
 
 
 def test_invalid_stack_fails_the_preview_with_every_problem_and_no_traceback(tmp_path):

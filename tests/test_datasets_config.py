@@ -8,7 +8,7 @@ import yaml
 
 from components import catalog
 from components.config import parse_config
-from tests.conftest import PROJECT_DIR, raw_config as raw, config_problems as problems
+from tests.conftest import PROJECT_DIR, assert_config_problem, raw_config as raw, config_problems as problems
 
 # ---------------------------------------------------------------------------------------------------
 # Config: FSx's real rules, each error at its key path
@@ -99,7 +99,7 @@ def test_backups_rules():
 def test_each_dataset_rule_names_its_key(mutate, expected):
     config = with_dataset(teams=["risk-lab"])
     mutate(config)
-    assert any(p.startswith(expected) for p in problems(config)), problems(config)
+    assert_config_problem(config, expected)
 
 
 def test_subnet_index_counts_the_existing_networks_private_subnets():

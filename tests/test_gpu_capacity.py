@@ -14,7 +14,8 @@ from components.config import parse_config
 from components.gpu_operator import DEVICE_PLUGIN_CONFIGMAP, MIG_PARTED_CONFIGMAP
 from components.karpenter import KARPENTER_VERSION, gpu_node_pool, node_class_spec, node_overlays
 from preview import render
-from tests.conftest import Rendered, preview_cli, run_config, stack_yaml, raw_config as raw, config_problems as problems
+from tests.conftest import (Rendered, assert_config_problem, preview_cli,
+                            run_config, stack_yaml, raw_config as raw, config_problems as problems)
 
 PREFIX = "mlops-platform:"
 
@@ -377,8 +378,7 @@ def _pool(config: dict, i: int) -> dict:
 def test_each_gpu_config_rule_names_the_pool(mutate, expected):
     config = raw("prod")
     mutate(config)
-    found = problems(config)
-    assert any(p.startswith(expected) for p in found), found
+    assert_config_problem(config, expected)
 
 
 def test_mig_on_a_gpu_without_mig_names_the_pool_and_the_capable_gpus():

@@ -9,11 +9,10 @@ import pulumi
 import pytest
 
 from components import labels, mlflow
-from components.config import ConfigError, parse_config
 from components.endpoints import MLFLOW
 from preview import render
 from preview.aws_mocks import S3_PREFIX_LISTS, AwsLikeMocks
-from tests.conftest import stack_yaml
+from tests.conftest import assert_config_problem, stack_yaml
 
 PREFIX = "mlops-platform:"
 RDS = "aws:rds/instance:Instance"
@@ -183,6 +182,4 @@ def prod_raw() -> dict:
 def test_mlflow_config_rules_name_their_key(mlflow_config, expected):
     config = prod_raw()
     config["mlflow"] = mlflow_config
-    with pytest.raises(ConfigError) as info:
-        parse_config(config)
-    assert any(p.startswith(expected) for p in info.value.problems), info.value.problems
+    assert_config_problem(config, expected)

@@ -16,7 +16,7 @@ from components.config import gpu_pools, parse_config
 from components.endpoints import PROMETHEUS, MetricsScraper, PodSource
 from preview import cost, render
 from preview.aws_mocks import AwsLikeMocks
-from tests.conftest import Rendered, run_config, stack_yaml, raw_config, config_problems as problems
+from tests.conftest import Rendered, assert_config_problem, raw_config, run_config, stack_yaml
 from tests.observability_check import (culler_queries, dashboards, expression_problems, promql, recorded,
                                        rule_groups, rules, selectors, targets, values_of_hub_with_culler)
 
@@ -396,23 +396,23 @@ def test_capacity_alert_needs_a_pool_at_its_gpu_limit_and_pending_gpu_pods(dev):
 def test_scrape_interval_must_be_between_10s_and_1m():
     config = raw_config("dev")
     config["observability"] = {"scrapeInterval": "5s"}
-    assert any(p.startswith("observability.scrapeInterval: must be between 10s and 1m") for p in problems(config))
+    assert_config_problem(config, "observability.scrapeInterval: must be between 10s and 1m")
     config["observability"] = {"scrapeInterval": "2m"}
-    assert any(p.startswith("observability.scrapeInterval:") for p in problems(config))
+    assert_config_problem(config, "observability.scrapeInterval:")
 
 
 def test_prod_keeps_a_month_of_metrics_and_its_alerts():
     config = raw_config("prod")
     config["observability"] = {"retentionDays": 14}
-    assert any(p.startswith("observability.retentionDays: must be at least 31 in prod") for p in problems(config))
+    assert_config_problem(config, "observability.retentionDays: must be at least 31 in prod")
     config["observability"] = {"enabled": False}
-    assert any(p.startswith("observability.enabled: must be true in prod") for p in problems(config))
+    assert_config_problem(config, "observability.enabled: must be true in prod")
 
 
 def test_a_latency_target_beyond_the_histogram_is_a_config_error():
     config = raw_config("dev")
     config["teams"][0]["models"][0]["latencyP99Ms"] = 10000
-    assert any(p.startswith("teams[0].models[0].latencyP99Ms: must be below 10000 ms") for p in problems(config))
+    assert_config_problem(config, "teams[0].models[0].latencyP99Ms: must be below 10000 ms")
     config["observability"] = {"enabled": False}          # no alert, no rule
     parse_config(config)
 
@@ -420,8 +420,7 @@ def test_a_latency_target_beyond_the_histogram_is_a_config_error():
 def test_alert_durations_must_span_two_scrapes():
     config = raw_config("dev")
     config["observability"] = {"scrapeInterval": "1m", "alerts": {"errorRateFor": "1m"}}
-    assert any(p.startswith("observability.alerts.errorRateFor: must be at least two scrape intervals")
-               for p in problems(config))
+    assert_config_problem(config, "observability.alerts.errorRateFor: must be at least two scrape intervals")
 
 
 @pytest.mark.parametrize("key,value,path", [
@@ -435,4 +434,4 @@ def test_alert_durations_must_span_two_scrapes():
 def test_observability_fields_are_checked_with_their_key_path(key, value, path):
     config = raw_config("dev")
     config["observability"] = {key: value}
-    assert any(p.startswith(f"{path}:") for p in problems(config))
+    assert_config_problem(config, f"{path}:")

@@ -12,7 +12,7 @@ from components.config import ModelDeploymentConfig, parse_config
 from components.endpoints import JUPYTERHUB_API, MLFLOW, NOTEBOOK_INGRESS, SERVING_INGRESS, PodSource
 from tests import schemas
 from tests.components import cluster_access, render_component, team_access
-from tests.conftest import Rendered, raw_config as raw, config_problems as problems
+from tests.conftest import Rendered, assert_config_problem, raw_config as raw
 
 PREFIX = "mlops-platform:"
 ISVC = "kubernetes:serving.kserve.io/v1beta1:InferenceService"
@@ -85,13 +85,13 @@ def test_every_framework_has_serving_figures_and_a_runtime_the_chart_ships():
 def test_model_config_errors_name_their_key(change, expected):
     config = raw()
     change(config["teams"][0]["models"][0])
-    assert any(p.startswith(expected) for p in problems(config)), problems(config)
+    assert_config_problem(config, expected)
 
 
 def test_a_team_quota_too_small_for_its_models_peak_is_a_config_error():
     config = raw("prod")
     config["teams"][0]["cpuQuota"] = 40       # the fraud model needs 50 replicas x 1 CPU at its peak
-    assert any(p.startswith("teams[0].cpuQuota: is below the 50 CPUs") for p in problems(config))
+    assert_config_problem(config, "teams[0].cpuQuota: is below the 50 CPUs")
 
 
 # ---- the InferenceServices ---------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from components.supply_chain import (ADMISSION_POLICY_NAME, ECR_PUSH_ACTIONS, GI
                                      pin_problem, registry_allowed)
 from preview.aws_mocks import ACCOUNT_ID
 from tests import schemas
-from tests.conftest import PROJECT_DIR, Rendered, run_config, stack_yaml, raw_config as raw, config_problems as problems
+from tests.conftest import PROJECT_DIR, Rendered, assert_config_problem, run_config, stack_yaml, raw_config as raw
 
 PREFIX = "mlops-platform:"
 REPOSITORY = "aws:ecr/repository:Repository"
@@ -417,8 +417,7 @@ def test_workflow_scans_with_a_pinned_trivy_and_fails_on_critical_before_pushing
 def test_config_rules_name_their_key_path(stack, mutate, expected):
     config = raw(stack)
     mutate(config)
-    found = problems(config)
-    assert any(p.startswith(expected) for p in found), found
+    assert_config_problem(config, expected)
 
 
 def test_defaults_are_valid_and_private_ecr_hosts_are_accepted():

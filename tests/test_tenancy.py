@@ -15,7 +15,8 @@ from components.endpoints import (JUPYTERHUB_API, MLFLOW, NOTEBOOK_INGRESS, PRIO
 from policies import netpol
 from policies.netpol import EGRESS, INGRESS, Peer, Port, Reach
 from preview.aws_mocks import S3_PREFIX_LISTS
-from tests.conftest import Rendered, run_config, stack_yaml, raw_config as raw, config_problems as problems
+from tests.conftest import (Rendered, assert_config_problem, run_config,
+                            stack_yaml, raw_config as raw, config_problems as problems)
 
 PREFIX = "mlops-platform:"
 POD_KINDS = {
@@ -380,8 +381,7 @@ def test_a_team_with_only_a_name_and_gpu_quota_is_a_complete_isolated_tenant():
 def test_each_tenancy_rule_names_its_key(mutate, expected):
     config = raw("dev")
     mutate(config)
-    found = problems(config)
-    assert any(p.startswith(expected) for p in found), found
+    assert_config_problem(config, expected)
 
 
 def test_mig_quota_above_what_the_pools_supply_is_a_config_error():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -54,6 +55,16 @@ def config_problems(config: dict[str, Any]) -> list[str]:
     with pytest.raises(ConfigError) as info:
         parse_config(config)
     return info.value.problems
+
+
+def assert_example_is_current(path: Path, header: str, document: dict[str, Any]) -> None:
+    """A shipped example (examples/*.yaml) is the document the platform renders, written without YAML anchors
+    (readers copy parts of it one by one). UPDATE_EXAMPLES=1 rewrites it first."""
+    if os.environ.get("UPDATE_EXAMPLES"):
+        path.write_text(header + yaml.safe_dump(document, sort_keys=False))
+    assert yaml.safe_load(path.read_text()) == document, \
+        f"examples/{path.name} is stale: rerun with UPDATE_EXAMPLES=1"
+    assert "&id" not in path.read_text(), "no YAML anchors: readers copy replica specs one by one"
 
 
 def assert_config_problem(config: dict[str, Any], expected: str) -> None:

@@ -9,7 +9,6 @@ Regenerate the example after changing the template:
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 import yaml
@@ -23,7 +22,7 @@ from components.training_jobs import (CHECKPOINT_DIR_ENV, CHECKPOINT_ROOT_ENV, D
 from policies import POLICIES
 from preview.check import evaluate
 from tests import schemas
-from tests.conftest import Rendered, raw_config
+from tests.conftest import Rendered, assert_example_is_current, raw_config
 from tests.example_stack import EXAMPLE_TEAM, SPOT_EXAMPLE, example_stack
 from tests.policy_harness import resource
 
@@ -65,11 +64,7 @@ def rendered_spot_example() -> dict:
 
 
 def test_spot_example_file_is_the_rendered_job():
-    if os.environ.get("UPDATE_EXAMPLES"):
-        SPOT_EXAMPLE.write_text(SPOT_HEADER + yaml.safe_dump(rendered_spot_example(), sort_keys=False))
-    assert yaml.safe_load(SPOT_EXAMPLE.read_text()) == rendered_spot_example(), \
-        "examples/pytorchjob-spot.yaml is stale: rerun with UPDATE_EXAMPLES=1"
-    assert "&id" not in SPOT_EXAMPLE.read_text(), "no YAML anchors: readers copy replica specs one by one"
+    assert_example_is_current(SPOT_EXAMPLE, SPOT_HEADER, rendered_spot_example())
 
 
 def test_spot_example_validates_strictly_against_the_upstream_pytorchjob_schema(schemas_dir):

@@ -8,7 +8,6 @@ Regenerate the example after changing the template:
 from __future__ import annotations
 
 import copy
-import os
 import re
 
 import pytest
@@ -31,7 +30,7 @@ from components.training_jobs import DEFAULTS_CONFIGMAP, example_pytorchjob
 from policies import POLICIES
 from preview.check import evaluate
 from tests import schemas
-from tests.conftest import PROJECT_DIR, run_config, stack_yaml
+from tests.conftest import PROJECT_DIR, assert_example_is_current, run_config, stack_yaml
 from tests.example_stack import stack_with_team
 from tests.policy_harness import resource
 
@@ -72,11 +71,7 @@ def rendered_example() -> dict:
 
 
 def test_example_file_is_the_rendered_job():
-    if os.environ.get("UPDATE_EXAMPLES"):
-        EXAMPLE.write_text(EXAMPLE_HEADER + yaml.safe_dump(rendered_example(), sort_keys=False))
-    assert yaml.safe_load(EXAMPLE.read_text()) == rendered_example(), \
-        "examples/pytorchjob.yaml is stale: rerun with UPDATE_EXAMPLES=1"
-    assert "&id" not in EXAMPLE.read_text(), "no YAML anchors: readers copy replica specs one by one"
+    assert_example_is_current(EXAMPLE, EXAMPLE_HEADER, rendered_example())
 
 
 def test_example_validates_against_the_upstream_pytorchjob_schema(schemas_dir):

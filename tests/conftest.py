@@ -9,11 +9,14 @@ Two kinds of stacks, kept apart so that editing a shipped stack file never break
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import fcntl
+import hashlib
+import io
 import json
 import os
-import subprocess
-import sys
+import pickle
 from pathlib import Path
 from typing import Any, Callable
 
@@ -146,18 +149,51 @@ class Rendered:
 
 
 _RENDERED: dict[Path, tuple[tuple, Rendered]] = {}
+# Under pytest-xdist each worker is a process of its own: the run's folder the workers share (None when not).
+_SHARED_DIR: Path | None = None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _shared_between_workers(request, tmp_path_factory) -> None:
+    """Beside the workers' own temporary folders, named after this run (a pytest started by a test inherits the
+    workers' environment, not their `workerinput`)."""
+    global _SHARED_DIR
+    worker = getattr(request.config, "workerinput", None)
+    if worker:
+        _SHARED_DIR = tmp_path_factory.getbasetemp().parent / f"shared-{worker['testrunuid']}"
+        _SHARED_DIR.mkdir(exist_ok=True)
+
+
+def shared_between_workers(key: str, make: Callable[[], Any]) -> Any:
+    """`make()` once per test run instead of once per xdist worker: the first worker to need `key` makes it (holding
+    a lock) and leaves it pickled in the run's shared folder; the other waits for it and loads it (~0.2 s for a
+    render that costs 3-5 s)."""
+    if _SHARED_DIR is None:
+        return make()
+    name = hashlib.sha256(key.encode()).hexdigest()[:20]
+    with open(_SHARED_DIR / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)        # released when the file closes
+        done = _SHARED_DIR / f"{name}.pickle"
+        if done.exists():
+            return pickle.loads(done.read_bytes())
+        value = make()
+        done.with_suffix(".partial").write_bytes(pickle.dumps(value))
+        done.with_suffix(".partial").replace(done)
+        return value
 
 
 def rendered_file(stack: str, path: Path) -> Rendered:
-    """A stack file rendered once per session (per xdist worker). Files with the same config share the render: the
-    run depends only on the stack name and the config, so a shipped stack still equal to its fixture costs nothing."""
+    """A stack file rendered once per test run (`shared_between_workers`). Files with the same config share the
+    render: the run depends only on the stack name and the config, so a shipped stack still equal to its fixture
+    costs nothing."""
     config = engine.read_stack_config(path)
     key = (stack, json.dumps(config, sort_keys=True))
     for seen_key, rendered in _RENDERED.values():
         if seen_key == key:
             return rendered
     if path not in _RENDERED:
-        _RENDERED[path] = key, Rendered(*run_capturing(lambda: engine.run_program(stack, *config)))
+        _RENDERED[path] = key, shared_between_workers(repr(key), lambda: Rendered(
+            *run_capturing(lambda: engine.run_program(stack, *config))))
     return _RENDERED[path][1]
 
 
@@ -171,23 +207,25 @@ def rendered_shipped(stack: str) -> Rendered:
     return rendered_file(stack, engine.stack_file(stack))
 
 
-_CLI_RENDERS: dict[tuple, tuple[Path, str]] = {}
+def cli_with_render(argv: list[str], stack: str, path: Path) -> tuple[int, str]:
+    """`python -m preview <argv>` in-process as a user runs it (the CLI reads and validates the stack file itself and
+    prints and writes everything), its one engine run served by the session's render of the same stack name and
+    config (`rendered_file`): a subprocess render costs ~10x the shared one, and `python -m preview` itself runs as
+    a process in tests/test_diff_histories.py. (exit code, what it printed)."""
+    from preview import __main__ as cli
 
+    rendered = rendered_file(stack, path)
+    expected = (stack, *engine.read_stack_config(path))
 
-def cli_render(stack: str, tmp_path_factory, config: Path | None = None) -> tuple[Path, str]:
-    """`python -m preview render <stack>` as a user runs it, once per session: (output folder, what it printed).
-    Without `config` the shipped Pulumi.<stack>.yaml (generic checks); with it `--config <file>` (a fixture stack).
-    Files with the same config share the render."""
-    path = config or engine.stack_file(stack)
-    key = (stack, json.dumps(engine.read_stack_config(path), sort_keys=True))
-    if key not in _CLI_RENDERS:
-        out = tmp_path_factory.mktemp(f"cli-{stack}")
-        result = subprocess.run([sys.executable, "-m", "preview", "render", stack, "--out", str(out),
-                                 *(["--config", str(config)] if config else [])],
-                                cwd=PROJECT_DIR, capture_output=True, text=True)
-        assert result.returncode == 0, result.stderr
-        _CLI_RENDERS[key] = out, result.stdout
-    return _CLI_RENDERS[key]
+    def run_program(name, config, secret_keys, *args, **kwargs) -> engine.Run:
+        assert (name, config, secret_keys) == expected, "the CLI ran another stack or config than the shared render"
+        return rendered.run
+
+    printed = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(printed):
+        patch.setattr(engine, "run_program", run_program)
+        code = cli.main(argv)
+    return code, printed.getvalue()
 
 
 def preview_cli(argv: list[str], run: engine.Run, monkeypatch, capsys) -> tuple[int, str]:

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from preview import engine
-from tests.conftest import PROJECT_DIR, SHIPPED_STACKS, cli_render
+from tests.conftest import PROJECT_DIR, SHIPPED_STACKS, cli_with_render
 
 PLAN_KEYS = {"urn", "type", "name", "custom", "parent", "provider", "dependencies", "protect", "retainOnDelete",
              "inputs"}
@@ -16,7 +16,11 @@ PLAN_KEYS = {"urn", "type", "name", "custom", "parent", "provider", "dependencie
 
 @pytest.fixture(scope="module", params=SHIPPED_STACKS)
 def build(request, tmp_path_factory):
-    return request.param, *cli_render(request.param, tmp_path_factory)
+    """`python -m preview render <stack> --out <dir>` of the shipped stack: (stack, output folder, what it printed)."""
+    stack, out = request.param, tmp_path_factory.mktemp(f"render-{request.param}")
+    code, printed = cli_with_render(["render", stack, "--out", str(out)], stack, engine.stack_file(stack))
+    assert code == 0, printed
+    return stack, out, printed
 
 
 def test_render_writes_plan_with_engine_shapes(build):

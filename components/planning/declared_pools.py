@@ -106,6 +106,11 @@ def is_gpu_node_group(props: dict) -> bool:
         as_dict(t).get("key") == labels.GPU_RESOURCE for t in as_list(props.get("taints")))
 
 
+# libyaml's parser where PyYAML has it (the same YAML 1.1 rules and safe constructors, ~7x faster): every ConfigMap
+# value is parsed here, and the summary, cost and policy checks ask for the pools ~10 times per render.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _config_documents(resources: list[tuple[str, dict]]) -> tuple[dict[str, dict], dict[str, list]]:
     """Device-plugin configs by key, and mig-parted configs by name, from every ConfigMap declared."""
     plugin, mig = {}, {}
@@ -116,7 +121,7 @@ def _config_documents(resources: list[tuple[str, dict]]) -> tuple[dict[str, dict
             if not isinstance(text, str):
                 continue
             try:
-                doc = yaml.safe_load(text)
+                doc = yaml.load(text, Loader=_LOADER)
             except yaml.YAMLError:
                 continue
             if not isinstance(doc, dict) or doc.get("version") != "v1":

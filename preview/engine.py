@@ -4,15 +4,18 @@ The program runs exactly as the Python language host runs it for `pulumi up` (`r
 `runpy.run_path`); only the monitor differs: it answers like AWS would (`aws_mocks.AwsLikeMocks`) and
 records each RegisterResource request (type, inputs in wire form, parent, dependencies, options).
 
-Three SDK costs that grow with the number of resources are removed for the run (`_offline_runtime`), none of which
+SDK costs that grow with the number of resources are removed for the run (`_offline_runtime`), none of which
 changes what is registered: the cyclic GC (it rescans the growing heap of pending outputs), the SDK's
-`wait_for_rpcs` (it re-waits on every pending output once per completion wave) and the per-registration stack trace
-(only the real engine reads it, for source positions).
+`wait_for_rpcs` (it re-waits on every pending output once per completion wave), the per-registration stack trace
+(only the real engine reads it, for source positions), the thread hop per monitor call (a real monitor is a gRPC
+server; the mock one is a function: called inline, and its results serialized without an event loop of its own) and
+the reference cycle `contains_unknowns` leaves per call (a million cyclic objects for the GC at 100 teams).
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import contextvars
 import gc
@@ -24,8 +27,10 @@ from typing import Any, Callable
 
 import yaml
 from google.protobuf import json_format
+from pulumi.runtime import known_types
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import resource as pulumi_resource
+from pulumi.runtime import rpc as pulumi_rpc
 from pulumi.runtime import settings as pulumi_settings
 from pulumi.runtime import stack as pulumi_stack
 from pulumi.runtime.proto import source_pb2
@@ -225,10 +230,57 @@ def _no_stack_trace() -> source_pb2.StackTrace:
     return source_pb2.StackTrace()
 
 
+def _contains_unknowns(value: Any) -> bool:
+    """`pulumi.runtime.rpc.contains_unknowns` without its self-referencing inner function: that closure is a reference
+    cycle per call (function, cell, `set[int]` annotation), left for the cyclic GC: ~10 objects per call, called for
+    every output. Same answer: whether an unknown is reachable through dicts and lists."""
+    seen: set[int] = set()
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if known_types.is_unknown(item):
+            return True
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, dict):
+            pending.extend([item[key] for key in item])   # not .values(): typed inputs may have a `values` field
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
+
+
+def _completed(awaitable: Any) -> Any:
+    """`pulumi.runtime.mocks._sync_await` for the mock monitor's own serialization of the plain data the mocks return:
+    that coroutine never waits on anything, so it is run to its end here instead of on an event loop the SDK would
+    create for the calling thread. A coroutine that does wait is a bug in the mocks: said, not hidden."""
+    try:
+        awaitable.send(None)
+    except StopIteration as done:
+        return done.value
+    awaitable.close()
+    raise RuntimeError("offline engine: the mock monitor's serialization waited on a pending value (preview/aws_mocks.py "
+                       "must return plain data)")
+
+
+class _InlineExecutor(concurrent.futures.ThreadPoolExecutor):
+    """The loop's executor for monitor calls: runs each call at once on the calling thread. The SDK hands every call
+    to a thread because a real monitor is a remote gRPC server; the mock monitor is a Python function."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:   # handed to the awaiting coroutine, as a thread's failure would be
+            future.set_exception(exc)
+        return future
+
+
 @contextlib.contextmanager
 def _offline_runtime():
-    """Run with the GC paused and the two SDK functions above replaced; restore everything afterwards."""
-    replaced = ((pulumi_stack, "wait_for_rpcs", _wait_for_rpcs), (pulumi_resource, "_get_stack_trace", _no_stack_trace))
+    """Run with the GC paused and the SDK functions above replaced; restore everything afterwards."""
+    replaced = ((pulumi_stack, "wait_for_rpcs", _wait_for_rpcs), (pulumi_resource, "_get_stack_trace", _no_stack_trace),
+                (pulumi_rpc, "contains_unknowns", _contains_unknowns), (pulumi_mocks, "_sync_await", _completed))
     for module, name, _ in replaced:
         # A renamed SDK function would otherwise be "replaced" without effect and the render silently slow again.
         if not callable(getattr(module, name, None)):
@@ -284,6 +336,7 @@ def run_program(stack: str, config: dict[str, str], secret_keys: list[str] = (),
         if added_path:
             sys.path.insert(0, str(project_dir))
         loop = asyncio.new_event_loop()
+        loop.set_default_executor(_InlineExecutor(max_workers=1))
         try:
             with _offline_runtime():
                 loop.run_until_complete(run_in_stack(body or (lambda: runpy.run_path(program, run_name="__main__"))))

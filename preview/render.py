@@ -72,9 +72,10 @@ def summary(run: Run, violations: list) -> str:
     lines += [f"- {kind}: {n}" for kind, n in sorted(kinds.items())] or ["- (none)"]
     lines += ["", "## GPU pools (maximum GPUs)", ""]
     lines += [f"- {p.kind} `{p.name}`: {p.max_gpus} ({p.gpu_type}, sharing: {p.sharing})"
-              for p in gpu_pool_details(run)] or ["- (none)"]
+              for p in sorted(gpu_pool_details(run), key=lambda p: (p.kind, p.name))] or ["- (none)"]
     lines += ["", "## EC2 vCPU quotas the GPU pools need (at their limits)", ""]
-    lines += [f"- `{q.code}` {q.name}: {q.vcpus} vCPUs ({', '.join(q.pools)})" for q in quota_needs(run)] \
+    lines += [f"- `{q.code}` {q.name}: {q.vcpus} vCPUs ({', '.join(sorted(q.pools))})"
+              for q in sorted(quota_needs(run), key=lambda q: q.code)] \
         or ["- (none)"]
     lines += ["", "## Policy check", ""]
     lines += [f"- [{v.enforcement}] {v.policy}: {v.message}" for v in violations] or ["- no violations"]

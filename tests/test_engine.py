@@ -3,13 +3,17 @@ SDK and the garbage collector are left as they were found."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 
 import pytest
+from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import resource as pulumi_resource
+from pulumi.runtime import rpc as pulumi_rpc
 from pulumi.runtime import stack as pulumi_stack
+from pulumi.runtime.rpc import UNKNOWN
 
-from preview import engine
+from preview import aws_mocks, engine
 
 PROGRAM = """
 import pulumi
@@ -39,15 +43,77 @@ def test_a_failing_output_fails_the_run(tmp_path):
         run(tmp_path, program)
 
 
+def sdk_functions() -> tuple:
+    return (pulumi_stack.wait_for_rpcs, pulumi_resource._get_stack_trace, pulumi_rpc.contains_unknowns,
+            pulumi_mocks._sync_await)
+
+
 def test_the_sdk_and_the_gc_are_restored_after_a_run(tmp_path):
-    sdk = (pulumi_stack.wait_for_rpcs, pulumi_resource._get_stack_trace)
+    sdk = sdk_functions()
     run(tmp_path, PROGRAM)
-    assert (pulumi_stack.wait_for_rpcs, pulumi_resource._get_stack_trace) == sdk
+    assert sdk_functions() == sdk
     assert gc.isenabled() and gc.get_freeze_count() == 0
     with pytest.raises(ZeroDivisionError):
         run(tmp_path, "1 / 0\n")
-    assert (pulumi_stack.wait_for_rpcs, pulumi_resource._get_stack_trace) == sdk
+    assert sdk_functions() == sdk
     assert gc.isenabled() and gc.get_freeze_count() == 0
+
+
+RESOURCES = """
+import pulumi
+
+class Thing(pulumi.CustomResource):
+    def __init__(self, name, props, opts=None):
+        super().__init__("test:index:Thing", name, props, opts)
+
+first = Thing("first", {"size": 1, "labels": {"a": "b"}})
+Thing("second", {"size": 2, "peer": first.id, "secret": pulumi.Output.secret("s3cr3t")},
+      pulumi.ResourceOptions(depends_on=[first]))
+"""
+
+
+def test_monitor_calls_made_inline_record_what_the_program_declared(tmp_path):
+    recorded = {r.name: r for r in run(tmp_path, RESOURCES).resources}
+    assert recorded["first"].inputs == {"size": 1, "labels": {"a": "b"}}
+    assert recorded["second"].inputs == {"size": 2, "peer": "first-id", "secret": "[secret]"}
+    assert recorded["second"].dependencies == [recorded["first"].urn]
+
+
+def test_a_failing_monitor_call_fails_the_run(monkeypatch, tmp_path):
+    def refuse(self, args):
+        raise ValueError(f"mock refused {args.name}")
+
+    monkeypatch.setattr(aws_mocks.AwsLikeMocks, "new_resource", refuse)
+    with pytest.raises(Exception, match="mock refused first"):
+        run(tmp_path, RESOURCES)
+
+
+class Typed(dict):
+    """A typed input as the SDK generates them: a dict whose attributes may shadow dict methods."""
+    values = None
+
+
+SHARED = {"x": UNKNOWN}
+
+
+@pytest.mark.parametrize("value", [
+    None, 1, "text", UNKNOWN, [], {}, [1, [2, [3, UNKNOWN]]], {"a": {"b": [{"c": UNKNOWN}]}}, {"a": {"b": [{"c": 1}]}},
+    Typed(values=["x"], key={"inner": UNKNOWN}), Typed(values=["x"]), [SHARED, SHARED], ("tuple", UNKNOWN),
+])
+def test_contains_unknowns_answers_as_the_sdk_does(value):
+    assert engine._contains_unknowns(value) is pulumi_rpc.contains_unknowns(value)
+
+
+def test_the_mock_serialization_runs_without_a_loop_and_refuses_to_wait():
+    async def plain():
+        return 42
+
+    async def waits():
+        await asyncio.sleep(0)
+
+    assert engine._completed(plain()) == 42
+    with pytest.raises(RuntimeError, match="must return plain data"):
+        engine._completed(waits())
 
 
 def test_the_replaced_sdk_functions_still_exist(monkeypatch, tmp_path):

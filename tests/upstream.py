@@ -52,7 +52,8 @@ def data_dir(kind: str) -> Path:
     if path is None:
         env, _ = DATA_KINDS[kind]
         missing(f"upstream {kind} not found in {', '.join(map(str, candidates(kind)))}: "
-                f"run `make test-data` (needs internet) or set {env}")
+                f"run `make test-data` (internet; converted files also need MLOPS_TEST_DATA_MIRROR, "
+                f"docs/testing.md) or set {env}")
     return path
 
 

@@ -72,7 +72,7 @@ Thing("second", {"size": 2, "peer": first.id, "secret": pulumi.Output.secret("s3
 """
 
 
-def test_monitor_calls_made_inline_record_what_the_program_declared(tmp_path):
+def test_the_monitor_records_inputs_secrets_and_dependencies_as_declared(tmp_path):
     recorded = {r.name: r for r in run(tmp_path, RESOURCES).resources}
     assert recorded["first"].inputs == {"size": 1, "labels": {"a": "b"}}
     assert recorded["second"].inputs == {"size": 2, "peer": "first-id", "secret": "[secret]"}
